@@ -1,0 +1,368 @@
+//! The configuration file: typed sections, `${VAR}` expansion, and validation that reports every
+//! problem at once with its key path.
+//!
+//! Loading goes: text → [`vars::expand`] → TOML → per-section typed deserialization that keeps
+//! going after an error ([`load`]) → cross-field checks ([`validate`]).
+
+mod load;
+mod validate;
+pub mod vars;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+pub use load::{Problem, load_file, load_str};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The public HTTP listener.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The Kafka cluster events are produced to.
+    pub kafka: KafkaConfig,
+    /// Where schemas come from.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// One route per topic that accepts events over HTTP.
+    #[serde(default)]
+    pub topics: Vec<TopicConfig>,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on. Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413 before being read. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most events in one request; more get 413. Default 1000.
+    pub max_events_per_request: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), max_body_bytes: 1 << 20, max_events_per_request: 1000 }
+    }
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list. Required.
+    pub bootstrap_servers: String,
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
+    /// SASL credentials; required with `sasl_*` protocols.
+    pub sasl: Option<SaslConfig>,
+    /// TLS files; used with `ssl` and `sasl_ssl`.
+    pub tls: Option<KafkaTlsConfig>,
+    /// Client id reported to the brokers. Default `sluice`.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// How long the producer waits to fill a batch. Default 5 ms: single-event requests need a
+    /// small linger; batches of events fill quickly anyway.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// How long an event may wait for the broker's acknowledgement before the request gets 503.
+    /// Default 10000 ms.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// Most events waiting for acknowledgement at once; beyond it requests get 503 with
+    /// `Retry-After`. Default 100000.
+    #[serde(default = "default_max_in_flight_events")]
+    pub max_in_flight_events: usize,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd` (default).
+    #[serde(default)]
+    pub compression: Compression,
+    /// Extra librdkafka properties, passed through as they are. Keys that Sluice sets from typed
+    /// fields or that would break its guarantees (`acks`, `enable.idempotence`, …) are refused.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+fn default_client_id() -> String {
+    "sluice".into()
+}
+fn default_linger_ms() -> u64 {
+    5
+}
+fn default_delivery_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_in_flight_events() -> usize {
+    100_000
+}
+
+/// How the Kafka connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The librdkafka spelling.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// `[kafka.sasl]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A SASL mechanism librdkafka supports without extra system libraries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// `[kafka.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTlsConfig {
+    /// PEM file of CA certificates to trust; default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub key_file: Option<PathBuf>,
+    /// Check the broker's host name against its certificate. Default true.
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Producer compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `[registry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Base URL of a Confluent-compatible schema registry (Confluent, Karapace, Redpanda, or
+    /// Apicurio's `…/apis/ccompat/v7`), or `"embedded"` (default) for Sluice's own registry,
+    /// stored in a compacted Kafka topic and served under `/registry`.
+    pub url: String,
+    /// How long the latest version of a subject is trusted before it is looked up again; a newly
+    /// registered version is used within this time. Schemas by id never expire. Default 30000 ms.
+    pub cache_ttl_ms: u64,
+    /// Timeout of each registry request. Default 5000 ms.
+    pub timeout_ms: u64,
+    /// Credentials for a remote registry.
+    pub auth: Option<RegistryAuth>,
+    /// The compacted topic holding the embedded registry's schemas. Default `_sluice_schemas`.
+    pub topic: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: EMBEDDED.into(),
+            cache_ttl_ms: 30_000,
+            timeout_ms: 5_000,
+            auth: None,
+            topic: "_sluice_schemas".into(),
+        }
+    }
+}
+
+/// The `registry.url` value that selects the embedded registry.
+pub const EMBEDDED: &str = "embedded";
+
+impl RegistryConfig {
+    pub fn is_embedded(&self) -> bool {
+        self.url == EMBEDDED
+    }
+}
+
+/// `[registry.auth]`: HTTP basic credentials or a bearer token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `[[topics]]`: a route from `POST /v1/topics/{name}/events` to a Kafka topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Kafka topic name, also the name in the URL.
+    pub name: String,
+    /// `avro`, `json-schema` or `json` (schemaless: any JSON object is produced as it is).
+    pub format: Format,
+    /// Registry subject of the value schema; `{topic}` is replaced by the name. Default
+    /// `{topic}-value` (Confluent's topic name strategy).
+    pub subject: Option<String>,
+    /// `"latest"` (default; follows new versions within the registry cache TTL) or a version
+    /// number (pinned).
+    #[serde(default)]
+    pub schema_version: SchemaVersion,
+    /// JSON pointer to the field that becomes the record key (e.g. `/order_id`); strings and
+    /// numbers are used as UTF-8 text. Without it records have no key.
+    pub key: Option<String>,
+    /// `wait` (default): answer once the broker has acknowledged with `acks=all`.
+    /// `fire-and-forget`: answer 202 once the event is queued in the gateway; an event can then
+    /// be lost if the gateway or the cluster fails before delivery.
+    #[serde(default)]
+    pub ack: Ack,
+    /// `reject` (default): an event field the Avro schema does not know is a 422.
+    /// `ignore`: such fields are dropped.
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
+}
+
+impl TopicConfig {
+    /// The subject after the `{topic}` placeholder is replaced.
+    pub fn subject(&self) -> String {
+        self.subject.as_deref().unwrap_or("{topic}-value").replace("{topic}", &self.name)
+    }
+}
+
+/// How events on a route are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Avro,
+    JsonSchema,
+    Json,
+}
+
+/// Which version of the subject's schema a route uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaVersion {
+    #[default]
+    Latest,
+    Pinned(u32),
+}
+
+impl<'de> Deserialize<'de> for SchemaVersion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Text(text) if text == "latest" => Ok(SchemaVersion::Latest),
+            Raw::Number(n) if n >= 1 => u32::try_from(n)
+                .map(SchemaVersion::Pinned)
+                .map_err(|_| serde::de::Error::custom(format!("version {n} is too large"))),
+            Raw::Number(n) => Err(serde::de::Error::custom(format!("version {n} is not a positive number"))),
+            Raw::Text(text) => {
+                Err(serde::de::Error::custom(format!("expected \"latest\" or a version number, got \"{text}\"")))
+            }
+        }
+    }
+}
+
+/// When the HTTP answer is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ack {
+    #[default]
+    Wait,
+    FireAndForget,
+}
+
+/// What to do with event fields the schema does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownFields {
+    #[default]
+    Reject,
+    Ignore,
+}

@@ -1,0 +1,195 @@
+//! Cross-field checks that types alone cannot express. Each function appends every problem it
+//! finds; none stops at the first.
+
+use std::collections::HashMap;
+
+use super::{Format, HttpConfig, KafkaConfig, Problem, RegistryConfig, SchemaVersion, TopicConfig, UnknownFields};
+
+/// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
+/// (idempotent `acks=all` delivery, Java-compatible partitioning, no topic auto-creation).
+const RESERVED_LIBRDKAFKA: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.bootstrap_servers"),
+    ("metadata.broker.list", "kafka.bootstrap_servers"),
+    ("security.protocol", "kafka.security_protocol"),
+    ("sasl.mechanism", "kafka.sasl.mechanism"),
+    ("sasl.mechanisms", "kafka.sasl.mechanism"),
+    ("sasl.username", "kafka.sasl.username"),
+    ("sasl.password", "kafka.sasl.password"),
+    ("ssl.ca.location", "kafka.tls.ca_file"),
+    ("ssl.certificate.location", "kafka.tls.cert_file"),
+    ("ssl.key.location", "kafka.tls.key_file"),
+    ("ssl.endpoint.identification.algorithm", "kafka.tls.verify_hostname"),
+    ("client.id", "kafka.client_id"),
+    ("linger.ms", "kafka.linger_ms"),
+    ("queue.buffering.max.ms", "kafka.linger_ms"),
+    ("message.timeout.ms", "kafka.delivery_timeout_ms"),
+    ("delivery.timeout.ms", "kafka.delivery_timeout_ms"),
+    ("queue.buffering.max.messages", "kafka.max_in_flight_events"),
+    ("compression.type", "kafka.compression"),
+    ("compression.codec", "kafka.compression"),
+    ("acks", "Sluice's acks=all guarantee"),
+    ("request.required.acks", "Sluice's acks=all guarantee"),
+    ("enable.idempotence", "Sluice's idempotent producer"),
+    ("max.in.flight.requests.per.connection", "Sluice's idempotent producer"),
+    ("max.in.flight", "Sluice's idempotent producer"),
+    ("transactional.id", "Sluice's idempotent producer"),
+    ("partitioner", "Java-compatible murmur2 partitioning"),
+    ("allow.auto.create.topics", "Sluice's no-auto-create rule"),
+];
+
+pub(super) fn http(http: &HttpConfig, problems: &mut Vec<Problem>) {
+    if http.max_body_bytes == 0 {
+        problems.push(Problem::new("http.max_body_bytes", "must be greater than 0"));
+    }
+    if http.max_events_per_request == 0 {
+        problems.push(Problem::new("http.max_events_per_request", "must be greater than 0"));
+    }
+}
+
+pub(super) fn kafka(kafka: &KafkaConfig, problems: &mut Vec<Problem>) {
+    if kafka.bootstrap_servers.trim().is_empty() {
+        problems.push(Problem::new("kafka.bootstrap_servers", "must list at least one host:port"));
+    }
+    match (kafka.security_protocol.uses_sasl(), &kafka.sasl) {
+        (true, None) => problems.push(Problem::new(
+            "kafka.sasl",
+            format!("required when security_protocol is {}", kafka.security_protocol.as_librdkafka()),
+        )),
+        (false, Some(_)) => problems.push(Problem::new(
+            "kafka.sasl",
+            "set, but security_protocol is not sasl_plaintext or sasl_ssl, so it would be ignored",
+        )),
+        _ => {}
+    }
+    if let Some(tls) = &kafka.tls {
+        if !kafka.security_protocol.uses_tls() {
+            problems.push(Problem::new(
+                "kafka.tls",
+                "set, but security_protocol is not ssl or sasl_ssl, so it would be ignored",
+            ));
+        }
+        for (key, file) in [("ca_file", &tls.ca_file), ("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+            if let Some(file) = file
+                && !file.is_file()
+            {
+                problems.push(Problem::new(
+                    format!("kafka.tls.{key}"),
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            problems.push(Problem::new("kafka.tls", "cert_file and key_file go together"));
+        }
+    }
+    if kafka.delivery_timeout_ms <= kafka.linger_ms {
+        problems.push(Problem::new("kafka.delivery_timeout_ms", "must be greater than linger_ms"));
+    }
+    if kafka.max_in_flight_events == 0 {
+        problems.push(Problem::new("kafka.max_in_flight_events", "must be greater than 0"));
+    }
+    for key in kafka.librdkafka.keys() {
+        if let Some((_, owner)) = RESERVED_LIBRDKAFKA.iter().find(|(reserved, _)| reserved == key) {
+            problems.push(Problem::new(
+                format!("kafka.librdkafka.\"{key}\""),
+                format!("is set by {owner}; it cannot be passed through"),
+            ));
+        }
+    }
+}
+
+pub(super) fn registry(registry: &RegistryConfig, problems: &mut Vec<Problem>) {
+    if !registry.is_embedded() {
+        match reqwest::Url::parse(&registry.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) => {
+                problems.push(Problem::new("registry.url", format!("scheme '{}' is not http or https", url.scheme())))
+            }
+            Err(e) => {
+                problems.push(Problem::new("registry.url", format!("expected \"embedded\" or an http(s) URL: {e}")))
+            }
+        }
+    }
+    if let Some(auth) = &registry.auth {
+        if registry.is_embedded() {
+            problems.push(Problem::new("registry.auth", "the embedded registry takes no credentials"));
+        }
+        if auth.bearer_token.is_some() && (auth.username.is_some() || auth.password.is_some()) {
+            problems.push(Problem::new("registry.auth", "use either username/password or bearer_token, not both"));
+        }
+        if auth.username.is_some() != auth.password.is_some() {
+            problems.push(Problem::new("registry.auth", "username and password go together"));
+        }
+    }
+    if registry.timeout_ms == 0 {
+        problems.push(Problem::new("registry.timeout_ms", "must be greater than 0"));
+    }
+    if let Err(why) = check_topic_name(&registry.topic) {
+        problems.push(Problem::new("registry.topic", why));
+    }
+}
+
+pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, topic) in topics.iter().enumerate() {
+        let at = |key: &str| format!("topics[{i}].{key}");
+        if let Err(why) = check_topic_name(&topic.name) {
+            problems.push(Problem::new(at("name"), why));
+        }
+        if let Some(first) = seen.insert(&topic.name, i) {
+            problems.push(Problem::new(at("name"), format!("duplicate of topics[{first}]")));
+        }
+        if topic.format == Format::Json {
+            if topic.subject.is_some() {
+                problems.push(Problem::new(at("subject"), "a json (schemaless) route has no schema"));
+            }
+            if topic.schema_version != SchemaVersion::Latest {
+                problems.push(Problem::new(at("schema_version"), "a json (schemaless) route has no schema"));
+            }
+        }
+        if topic.format != Format::Avro && topic.unknown_fields != UnknownFields::Reject {
+            problems.push(Problem::new(
+                at("unknown_fields"),
+                "applies to avro routes only; JSON Schema decides with additionalProperties",
+            ));
+        }
+        if let Some(subject) = &topic.subject
+            && subject.trim().is_empty()
+        {
+            problems.push(Problem::new(at("subject"), "must not be empty"));
+        }
+        if let Some(key) = &topic.key
+            && let Err(why) = check_pointer(key)
+        {
+            problems.push(Problem::new(at("key"), why));
+        }
+    }
+}
+
+/// Kafka's own rule for topic names.
+fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err("a topic name has 1 to 249 characters".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not a legal topic name"));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("'{name}' contains {bad:?}; topic names use ASCII letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// RFC 6901: empty, or `/`-separated tokens where `~` is only followed by `0` or `1`.
+fn check_pointer(pointer: &str) -> Result<(), String> {
+    if !pointer.starts_with('/') {
+        return Err(format!("'{pointer}' is not a JSON pointer (it must start with '/', e.g. \"/{pointer}\")"));
+    }
+    let mut chars = pointer.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(format!("'{pointer}': '~' must be followed by 0 or 1"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `sluice dev`: the gateway with an in-memory Kafka, the embedded registry and an example route,
+//! for trying Sluice with nothing installed.
+//!
+//! The in-memory Kafka is librdkafka's mock cluster: real Kafka protocol, real idempotent
+//! producer, but everything lives in this process and is gone when it exits.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+use crate::codec::SchemaType;
+use crate::config::{Config, Format, HttpConfig, KafkaConfig, RegistryConfig, TopicConfig};
+use crate::registry::Schema;
+use crate::server::{Gateway, Prepared};
+
+/// The example route's topic.
+pub const TOPIC: &str = "orders.placed";
+/// The example route's Avro schema.
+pub const ORDER_PLACED_V1: &str = include_str!("../../deploy/examples/schemas/order-placed-v1.avsc");
+
+/// A running dev environment; dropping it stops the in-memory cluster.
+#[allow(missing_debug_implementations)] // the mock cluster has no Debug
+pub struct Dev {
+    pub gateway: Gateway,
+    // Declared after the gateway so it is dropped after the clients that use it.
+    _cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+/// Starts the in-memory cluster, the gateway on `listen`, and registers the example schema.
+pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
+    let cluster = MockCluster::new(1).context("cannot start the in-memory Kafka cluster")?;
+    let registry = RegistryConfig::default();
+    cluster.create_topic(TOPIC, 3, 1).context("cannot create the example topic")?;
+    cluster.create_topic(&registry.topic, 1, 1).context("cannot create the registry topic")?;
+    let config = config(cluster.bootstrap_servers(), listen, registry);
+    // The schema is registered before the listener opens, so the first request finds it.
+    let prepared = Prepared::new(config).await?;
+    prepared
+        .state()
+        .registry
+        .register(&format!("{TOPIC}-value"), Schema::new(SchemaType::Avro, ORDER_PLACED_V1))
+        .await
+        .context("cannot register the example schema")?;
+    let gateway = prepared.listen().await?;
+    Ok(Dev { gateway, _cluster: cluster })
+}
+
+fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfig) -> Config {
+    Config {
+        http: HttpConfig { listen, ..HttpConfig::default() },
+        kafka: KafkaConfig {
+            bootstrap_servers,
+            security_protocol: Default::default(),
+            sasl: None,
+            tls: None,
+            client_id: "sluice-dev".into(),
+            linger_ms: 5,
+            delivery_timeout_ms: 10_000,
+            max_in_flight_events: 100_000,
+            compression: Default::default(),
+            librdkafka: Default::default(),
+        },
+        registry,
+        topics: vec![TopicConfig {
+            name: TOPIC.into(),
+            format: Format::Avro,
+            subject: None,
+            schema_version: Default::default(),
+            key: Some("/order_id".into()),
+            ack: Default::default(),
+            unknown_fields: Default::default(),
+        }],
+    }
+}
+
+/// The request the banner suggests; the README shows the same one.
+pub fn curl_example(addr: SocketAddr) -> String {
+    format!(
+        "curl -s -X POST http://{addr}/v1/topics/{TOPIC}/events \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"order_id\":\"o-1001\",\"customer_id\":\"c-42\",\"total_cents\":1999,\"currency\":\"EUR\",\"placed_at\":\"2026-11-27T10:00:00Z\"}}'"
+    )
+}

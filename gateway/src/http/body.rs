@@ -1,0 +1,145 @@
+//! Reading a produce request body: content type, size limit, JSON, event count.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::Value;
+
+use super::problem::Problem;
+
+/// Only `application/json` is accepted (an optional `charset=utf-8` is fine).
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
+    let unsupported = |got: &str| {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("send events as application/json, not {got}"),
+        )
+    };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(unsupported("a body without Content-Type"));
+    };
+    let text = value.to_str().map_err(|_| unsupported("an unreadable Content-Type"))?;
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(unsupported(text));
+    }
+    for parameter in parts {
+        if let Some((name, value)) = parameter.split_once('=') {
+            let value = value.trim().trim_matches('"');
+            if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
+                return Err(unsupported(text));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Body too large",
+        format!("the body exceeds the limit of {limit} bytes"),
+    )
+    .with("limit_bytes", limit)
+}
+
+/// Reads at most `limit` bytes; a declared or actual larger body is refused without reading on.
+pub async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, Problem> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(error) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "Unreadable body",
+            format!("the request body could not be read: {error}"),
+        )),
+    }
+}
+
+/// Parses one event (an object) or a batch (an array of events).
+pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<Value>, Problem> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "Malformed JSON",
+            format!("the body is not valid JSON: {e}"),
+        )
+        .with("line", e.line())
+        .with("column", e.column())
+    })?;
+    let events = match value {
+        Value::Array(events) => events,
+        Value::Object(_) => vec![value],
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                "Invalid body",
+                "the body must be one event (a JSON object) or an array of events",
+            ));
+        }
+    };
+    if events.is_empty() {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "empty-batch", "Empty batch", "the array holds no events"));
+    }
+    if events.len() > max_events {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            "Too many events",
+            format!("{} events in one request; the limit is {max_events}", events.len()),
+        )
+        .with("limit_events", max_events));
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn with_type(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn accepts_json_with_or_without_utf8_charset() {
+        assert!(check_content_type(&with_type("application/json")).is_ok());
+        assert!(check_content_type(&with_type("Application/JSON; charset=UTF-8")).is_ok());
+        for refused in ["text/plain", "application/json; charset=latin1", "application/jsonl"] {
+            assert_eq!(check_content_type(&with_type(refused)).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
+        assert!(check_content_type(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        let problem = parse_events(b"[\n  {\"a\": 1},\n  {\"a\": }\n]", 10).unwrap_err();
+        assert_eq!(problem.status, StatusCode::BAD_REQUEST);
+        assert_eq!((problem.extra["line"].as_u64(), problem.extra["column"].as_u64()), (Some(3), Some(9)));
+    }
+
+    #[test]
+    fn bodies_are_one_event_or_a_bounded_batch() {
+        assert_eq!(parse_events(br#"{"a":1}"#, 1).unwrap().len(), 1);
+        assert_eq!(parse_events(br#"[{"a":1},{"a":2}]"#, 2).unwrap().len(), 2);
+        assert_eq!(parse_events(br#"[{"a":1},{"a":2}]"#, 1).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(parse_events(b"[]", 1).unwrap_err().slug, "empty-batch");
+        assert_eq!(parse_events(b"42", 1).unwrap_err().slug, "invalid-body");
+    }
+}

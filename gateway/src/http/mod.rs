@@ -1,0 +1,80 @@
+//! The HTTP API: routes, the shared state, health endpoints and the problem-response type.
+
+mod body;
+pub mod problem;
+mod produce;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use self::problem::Problem;
+use crate::config::HttpConfig;
+use crate::produce::Pipeline;
+use crate::registry::Registry;
+use crate::registry::embedded::EmbeddedRegistry;
+use crate::route::Routes;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    pub http: HttpConfig,
+    pub routes: Routes,
+    pub pipeline: Pipeline,
+    pub registry: Registry,
+}
+
+/// The public router; testable without a socket (`app(state).oneshot(request)`).
+pub fn app(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/v1/topics/{topic}/events", post(produce::produce))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready));
+    if let Registry::Embedded(embedded) = &state.registry {
+        router = router.nest("/registry", embedded_registry(embedded.clone()));
+    }
+    router
+        .fallback(|uri: Uri| async move { Problem::not_found(uri.path()) })
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        // The request body is limited per route by the produce handler (413 before reading).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+fn embedded_registry(registry: Arc<EmbeddedRegistry>) -> Router<Arc<AppState>> {
+    crate::registry::embedded::api::router(registry).with_state(())
+}
+
+/// `GET /readyz`: 200 when Kafka and the registry answer; missing topics are reported but do
+/// not make the replica unready (every replica would be equally unable to serve them).
+async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let producer = app.pipeline.producer.clone();
+    let kafka = tokio::task::spawn_blocking(move || producer.fetch_metadata(None, TIMEOUT).map(|_| ()))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let registry = match tokio::time::timeout(TIMEOUT, app.registry.ping()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    };
+    let status = if kafka.is_ok() && registry.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(e) => json!(e),
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ready" } else { "unavailable" },
+        "kafka": check(&kafka),
+        "registry": check(&registry),
+        "topics_missing": app.pipeline.topics.missing(),
+        "events_in_flight": app.pipeline.producer.in_flight(),
+    });
+    (status, axum::Json(body)).into_response()
+}

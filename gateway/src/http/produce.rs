@@ -1,0 +1,151 @@
+//! `POST /v1/topics/{topic}/events`
+//!
+//! Overall status of a request, once it got as far as the events:
+//! - every event stored: 200 (`ack = "wait"`), or 202 when every event was only queued
+//!   (`ack = "fire-and-forget"`); body `{"results": [...]}`;
+//! - some stored, some refused: 207, same body, each result either stored or with an `error`;
+//! - none stored: a problem response whose `errors[]` lists each event's error; its status is
+//!   503 (with `Retry-After`) if any refusal is worth retrying, else the status the refusals
+//!   share (422 for schema and key errors), else 422.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::body::{check_content_type, parse_events, read_limited};
+use super::problem::Problem;
+use crate::produce::{BatchError, EventError, EventResult, Outcome};
+use crate::registry::RegistryError;
+
+pub async fn produce(
+    State(app): State<Arc<AppState>>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let route = app.routes.get(&topic).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-topic",
+            "Unknown topic",
+            format!("no route is configured for topic '{topic}'"),
+        )
+        .with("topic", topic.clone())
+    })?;
+    check_content_type(&headers)?;
+    let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
+    let events = parse_events(&bytes, app.http.max_events_per_request)?;
+    drop(bytes);
+    let results = app.pipeline.produce(route, events).await.map_err(batch_problem)?;
+    Ok(respond(&results))
+}
+
+fn batch_problem(error: BatchError) -> Problem {
+    match &error {
+        BatchError::Schema { error: registry_error, .. } => {
+            let slug = match registry_error {
+                RegistryError::Unavailable(_) => "registry-unavailable",
+                _ => "schema-unavailable",
+            };
+            tracing::warn!(error = %error, "refusing a produce request: schema unavailable");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, slug, "Schema unavailable", error.to_string()).retry_after(5)
+        }
+        BatchError::TopicMissing(topic) => {
+            Problem::new(StatusCode::NOT_FOUND, "kafka-topic-missing", "Topic missing in Kafka", error.to_string())
+                .with("topic", topic.clone())
+        }
+        BatchError::Kafka(kafka) => {
+            let event = EventError::from(kafka.clone());
+            let problem = Problem::new(
+                StatusCode::from_u16(event.kind.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                event.kind.slug(),
+                "Kafka unavailable",
+                error.to_string(),
+            );
+            if event.kind.is_retriable() { problem.retry_after(1) } else { problem }
+        }
+    }
+}
+
+fn respond(results: &[EventResult]) -> Response {
+    let failed: Vec<(usize, &EventError)> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Failed(error) => Some((r.index, error)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() && failed.len() == results.len() {
+        return all_refused(&failed).into_response();
+    }
+    let status = if !failed.is_empty() {
+        StatusCode::MULTI_STATUS
+    } else if results.iter().all(|r| r.outcome == Outcome::Enqueued) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({ "results": results.iter().map(result_json).collect::<Vec<_>>() });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn all_refused(failed: &[(usize, &EventError)]) -> Problem {
+    let retriable = failed.iter().find(|(_, e)| e.kind.is_retriable());
+    let first = failed[0].1.kind;
+    let (status, slug) = match retriable {
+        Some((_, e)) => (StatusCode::SERVICE_UNAVAILABLE, e.kind.slug()),
+        None if failed.iter().all(|(_, e)| e.kind.status() == first.status()) => {
+            (StatusCode::from_u16(first.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), first.slug())
+        }
+        None => (StatusCode::UNPROCESSABLE_ENTITY, "events-refused"),
+    };
+    let detail = if failed.len() == 1 {
+        failed[0].1.message.clone()
+    } else {
+        format!("none of the {} events was stored; see errors", failed.len())
+    };
+    let errors: Vec<Value> = failed.iter().map(|(index, e)| error_json(Some(*index), e)).collect();
+    let problem = Problem::new(status, slug, "Events refused", detail).with("errors", errors);
+    if retriable.is_some() { problem.retry_after(1) } else { problem }
+}
+
+fn result_json(result: &EventResult) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("index".into(), json!(result.index));
+    match &result.outcome {
+        Outcome::Stored(delivered) => {
+            out.insert("partition".into(), json!(delivered.partition));
+            out.insert("offset".into(), json!(delivered.offset));
+        }
+        Outcome::Enqueued => {
+            out.insert("enqueued".into(), json!(true));
+        }
+        Outcome::Failed(error) => {
+            out.insert("error".into(), error_json(None, error));
+        }
+    }
+    if let Some(id) = result.schema_id {
+        out.insert("schema_id".into(), json!(id));
+    }
+    Value::Object(out)
+}
+
+fn error_json(index: Option<usize>, error: &EventError) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(index) = index {
+        out.insert("index".into(), json!(index));
+    }
+    out.insert("type".into(), json!(error.kind.slug()));
+    if let Some(pointer) = &error.pointer {
+        out.insert("pointer".into(), json!(pointer));
+    }
+    out.insert("message".into(), json!(error.message));
+    Value::Object(out)
+}

@@ -1,0 +1,137 @@
+//! The schema cache between routes and the registry.
+//!
+//! - Compiled codecs are kept by schema id forever: an id's schema never changes.
+//! - A pinned version's id is kept forever too.
+//! - The latest version of a subject is trusted for the TTL. After that one request refreshes it
+//!   while the others keep using the known version, and if the registry cannot be reached the
+//!   known version stays in use (logged) rather than failing every request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{Registry, RegistryError, SubjectVersion, VersionSpec};
+use crate::codec::Codec;
+
+/// A route's schema, ready to encode with.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub id: u32,
+    pub version: u32,
+    pub codec: Arc<Codec>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    id: u32,
+    version: u32,
+    fetched: Instant,
+    refreshing: bool,
+}
+
+/// Cache of compiled schemas in front of a [`Registry`].
+#[derive(Debug)]
+pub struct SchemaCache {
+    registry: Registry,
+    ttl: Duration,
+    codecs: Mutex<HashMap<u32, Arc<Codec>>>,
+    subjects: Mutex<HashMap<(String, VersionSpec), Known>>,
+}
+
+impl SchemaCache {
+    pub fn new(registry: Registry, ttl: Duration) -> Self {
+        Self { registry, ttl, codecs: Mutex::default(), subjects: Mutex::default() }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The schema a route should encode with now.
+    pub async fn resolve(&self, subject: &str, version: VersionSpec) -> Result<Resolved, RegistryError> {
+        let key = (subject.to_owned(), version);
+        let known = {
+            let mut subjects = lock(&self.subjects);
+            match subjects.get_mut(&key) {
+                Some(known)
+                    if version != VersionSpec::Latest || known.fetched.elapsed() < self.ttl || known.refreshing =>
+                {
+                    Some((*known, false))
+                }
+                Some(known) => {
+                    known.refreshing = true;
+                    Some((*known, true))
+                }
+                None => None,
+            }
+        };
+        match known {
+            Some((known, false)) => self.compiled(known.id, known.version, None),
+            Some((stale, true)) => match self.registry.subject_version(subject, version).await {
+                Ok(fresh) => self.remember(key, &fresh),
+                Err(error) => {
+                    tracing::warn!(subject, error = %error, id = stale.id, "registry refresh failed; keeping the known schema");
+                    if let Some(known) = lock(&self.subjects).get_mut(&key) {
+                        known.refreshing = false;
+                    }
+                    self.compiled(stale.id, stale.version, None)
+                }
+            },
+            None => {
+                let fresh = self.registry.subject_version(subject, version).await?;
+                self.remember(key, &fresh)
+            }
+        }
+    }
+
+    /// A compiled codec by schema id (for records whose id is known, e.g. when consuming).
+    pub async fn by_id(&self, id: u32) -> Result<Arc<Codec>, RegistryError> {
+        if let Some(codec) = lock(&self.codecs).get(&id) {
+            return Ok(codec.clone());
+        }
+        let schema = self.registry.schema_by_id(id).await?;
+        let codec = Arc::new(Codec::compile(schema.schema_type, &schema.schema).map_err(RegistryError::InvalidSchema)?);
+        lock(&self.codecs).insert(id, codec.clone());
+        Ok(codec)
+    }
+
+    fn remember(&self, key: (String, VersionSpec), fresh: &SubjectVersion) -> Result<Resolved, RegistryError> {
+        let resolved = self.compiled(fresh.id, fresh.version, Some(fresh))?;
+        let previous = lock(&self.subjects).insert(
+            key.clone(),
+            Known { id: fresh.id, version: fresh.version, fetched: Instant::now(), refreshing: false },
+        );
+        if previous.is_some_and(|p| p.id != fresh.id) {
+            tracing::info!(
+                subject = key.0,
+                version = fresh.version,
+                id = fresh.id,
+                "route now uses a new schema version"
+            );
+        }
+        Ok(resolved)
+    }
+
+    fn compiled(&self, id: u32, version: u32, source: Option<&SubjectVersion>) -> Result<Resolved, RegistryError> {
+        if let Some(codec) = lock(&self.codecs).get(&id) {
+            return Ok(Resolved { id, version, codec: codec.clone() });
+        }
+        let source = source.ok_or(RegistryError::SchemaNotFound(id))?;
+        if !source.references.is_empty() {
+            return Err(RegistryError::InvalidSchema(format!(
+                "schema {id} uses references, which Sluice cannot resolve yet"
+            )));
+        }
+        let codec = Arc::new(
+            Codec::compile(source.schema_type, &source.schema)
+                .map_err(|e| RegistryError::InvalidSchema(format!("schema {id} cannot be used: {e}")))?,
+        );
+        lock(&self.codecs).insert(id, codec.clone());
+        Ok(Resolved { id, version, codec })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Cache maps hold plain values: a panic elsewhere cannot leave one half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

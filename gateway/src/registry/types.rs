@@ -1,0 +1,91 @@
+//! The schema registry's data, shaped as the Confluent REST API serializes it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::SchemaType;
+
+/// A schema as stored under an id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    pub schema: String,
+    /// Absent means AVRO, as in Confluent's API.
+    #[serde(default, skip_serializing_if = "is_avro")]
+    pub schema_type: SchemaType,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+}
+
+/// A named type defined under another subject (Avro schema references).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub name: String,
+    pub subject: String,
+    pub version: u32,
+}
+
+/// One version of a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectVersion {
+    pub subject: String,
+    pub version: u32,
+    pub id: u32,
+    pub schema: String,
+    #[serde(default, skip_serializing_if = "is_avro")]
+    pub schema_type: SchemaType,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+}
+
+/// Which version of a subject to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VersionSpec {
+    Latest,
+    Number(u32),
+}
+
+impl std::fmt::Display for VersionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionSpec::Latest => f.write_str("latest"),
+            VersionSpec::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for VersionSpec {
+    type Err = String;
+
+    /// `latest`, `-1` (Confluent's alias for latest) or a positive number.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "latest" | "-1" => Ok(VersionSpec::Latest),
+            _ => match s.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
+                _ => Err(format!("'{s}' is not a version: use a positive number or 'latest'")),
+            },
+        }
+    }
+}
+
+fn is_avro(t: &SchemaType) -> bool {
+    *t == SchemaType::Avro
+}
+
+/// Why a registry call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("subject '{0}' not found")]
+    SubjectNotFound(String),
+    #[error("version {version} of subject '{subject}' not found")]
+    VersionNotFound { subject: String, version: VersionSpec },
+    #[error("schema id {0} not found")]
+    SchemaNotFound(u32),
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    #[error("schema registry unavailable: {0}")]
+    Unavailable(String),
+    #[error("schema registry answered {status}: {message}")]
+    Unexpected { status: u16, message: String },
+}

@@ -1,0 +1,93 @@
+//! Routes: what a topic's events are checked and encoded with, and where their key comes from.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::{Ack, Format, SchemaVersion, TopicConfig, UnknownFields};
+use crate::registry::VersionSpec;
+
+/// A configured topic, ready for the produce path.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub topic: String,
+    pub format: Format,
+    pub subject: String,
+    pub version: VersionSpec,
+    /// JSON pointer to the key field.
+    pub key: Option<String>,
+    pub ack: Ack,
+    pub reject_unknown: bool,
+}
+
+impl From<&TopicConfig> for Route {
+    fn from(topic: &TopicConfig) -> Self {
+        Self {
+            topic: topic.name.clone(),
+            format: topic.format,
+            subject: topic.subject(),
+            version: match topic.schema_version {
+                SchemaVersion::Latest => VersionSpec::Latest,
+                SchemaVersion::Pinned(n) => VersionSpec::Number(n),
+            },
+            key: topic.key.clone(),
+            ack: topic.ack,
+            reject_unknown: topic.unknown_fields == UnknownFields::Reject,
+        }
+    }
+}
+
+/// Routes by topic name.
+pub type Routes = HashMap<String, Arc<Route>>;
+
+pub fn routes(topics: &[TopicConfig]) -> Routes {
+    topics.iter().map(|t| (t.name.clone(), Arc::new(Route::from(t)))).collect()
+}
+
+/// Why an event has no usable key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key field is missing")]
+    Missing,
+    #[error("the key field must be a string or a number, not {0}")]
+    WrongType(&'static str),
+}
+
+/// The record key at `pointer`: a string as its UTF-8 bytes, a number as its JSON text.
+///
+/// # Examples
+/// ```
+/// use serde_json::json;
+/// use sluice::route::extract_key;
+/// assert_eq!(extract_key(&json!({"order": {"id": "o-1"}}), "/order/id").unwrap(), b"o-1");
+/// assert_eq!(extract_key(&json!({"n": 42}), "/n").unwrap(), b"42");
+/// assert!(extract_key(&json!({}), "/n").is_err());
+/// ```
+pub fn extract_key(event: &Value, pointer: &str) -> Result<Vec<u8>, KeyError> {
+    match event.pointer(pointer) {
+        None => Err(KeyError::Missing),
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(Value::Number(n)) => Ok(n.to_string().into_bytes()),
+        Some(Value::Null) => Err(KeyError::WrongType("null")),
+        Some(Value::Bool(_)) => Err(KeyError::WrongType("a boolean")),
+        Some(Value::Array(_)) => Err(KeyError::WrongType("an array")),
+        Some(Value::Object(_)) => Err(KeyError::WrongType("an object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn keys_follow_rfc_6901_pointers() {
+        let event = json!({"a/b": {"~c": 7}, "list": ["x", "y"], "flag": true});
+        assert_eq!(extract_key(&event, "/a~1b/~0c").unwrap(), b"7");
+        assert_eq!(extract_key(&event, "/list/1").unwrap(), b"y");
+        assert_eq!(extract_key(&event, "/flag"), Err(KeyError::WrongType("a boolean")));
+        assert_eq!(extract_key(&event, "/nope"), Err(KeyError::Missing));
+    }
+}

@@ -1,0 +1,68 @@
+//! README command 1: `sluice dev` starts with nothing installed, and the README's curl example
+//! gets a partition and an offset back. The example is read from README.md, so the test breaks
+//! when the README and the program disagree.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shell command in the fenced block after `<!-- readme-test: NAME -->`.
+fn readme_block(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let marker = format!("<!-- readme-test: {name} -->");
+    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
+    let body = &after[after.find("```sh\n").expect("a sh block") + 6..];
+    body[..body.find("```").expect("block end")].to_owned()
+}
+
+#[test]
+fn dev_mode_serves_the_readme_example() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sluice dev starts");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Killed(child);
+
+    // The banner is printed once the route, schema and listener are ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut banner = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout");
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Try:") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(banner.contains("in-memory"), "the banner says Kafka is in memory: {banner}");
+
+    let command = readme_block("dev-curl").replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let output = Command::new("sh").args(["-c", &command]).output().expect("curl runs");
+    assert!(output.status.success(), "{output:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON answer");
+    let result = &answer["results"][0];
+    assert!(result["partition"].is_i64() && result["offset"].is_i64(), "partition and offset: {answer}");
+    assert_eq!(result["schema_id"], 1);
+
+    let refused = command.replace("\"total_cents\":1999", "\"total_cents\":\"12\"");
+    let output = Command::new("sh").args(["-c", &refused]).output().expect("curl runs");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON answer");
+    assert_eq!(
+        (answer["status"].as_u64(), &answer["errors"][0]["pointer"]),
+        (Some(422), &serde_json::json!("/total_cents"))
+    );
+}

@@ -1,0 +1,79 @@
+"""Reads a topic with Confluent's own Python client and deserializers and prints each record as
+one JSON line: {"partition", "offset", "key", "schema_id", "value"}.
+
+It is the independent reader in Sluice's integration tests: if Confluent's AvroDeserializer or
+JSONDeserializer, fetching the writer schema by id from the registry, turns our bytes back into
+the event we sent, our wire format and registry API are right.
+
+usage: decode.py BOOTSTRAP TOPIC REGISTRY_URL avro|json COUNT [TIMEOUT_SECONDS]
+"""
+
+import datetime
+import decimal
+import json
+import struct
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+
+def plain(value):
+    """Logical types come back as Python objects; turn them into the JSON Sluice accepts."""
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    raise TypeError(f"cannot render {type(value)}")
+
+
+def main():
+    bootstrap, topic, registry, fmt, count = sys.argv[1:6]
+    count = int(count)
+    timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 30.0
+    client = SchemaRegistryClient({"url": registry})
+    if fmt == "avro":
+        deserializer = AvroDeserializer(client)
+    else:
+        deserializer = JSONDeserializer(None, schema_registry_client=client)
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "sluice-test-decoder",
+        "enable.auto.commit": False,
+    })
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            raise RuntimeError(msg.error())
+        raw = msg.value()
+        magic, schema_id = struct.unpack(">bI", raw[:5])
+        assert magic == 0, f"magic byte {magic}"
+        value = deserializer(raw, SerializationContext(topic, MessageField.VALUE))
+        key = msg.key().decode() if msg.key() is not None else None
+        print(json.dumps({
+            "partition": msg.partition(), "offset": msg.offset(), "key": key,
+            "schema_id": schema_id, "value": value,
+        }, default=plain), flush=True)
+        seen += 1
+    consumer.close()
+    if seen < count:
+        sys.exit(f"read {seen} of {count} records from {topic}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,445 @@
+//! A real Apache Kafka broker for tests (single-node KRaft, assembled from
+//! Maven Central into the cache), topic creation, and reading a topic back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Offset, TopicPartitionList};
+use tempfile::TempDir;
+
+use crate::process::{self, LogWatcher, POLL_INTERVAL, Process};
+use crate::{cache, shared};
+
+/// The version `harness/kafka-pom.xml` assembles; it names the cache entry.
+const KAFKA_VERSION: &str = "4.1.1";
+
+/// What the cache entry is assembled from: editing it reassembles.
+const POM: &str = include_str!("../harness/kafka-pom.xml");
+
+/// What the broker logs once it serves clients.
+const READY_LINE: &str = "Kafka Server started";
+
+/// Generous for 2 cores and parallel test binaries; a start takes ~10 s.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a SIGTERMed broker may take for a clean shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Bounds each request the harness makes as a Kafka client.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Kafka broker for tests.
+///
+/// Started by [`Kafka::start`] (one of your own) or [`Kafka::shared`] (one
+/// per test process). A broker the harness started runs in a scratch
+/// directory with its log at [`Kafka::log_path`]; dropping the `Kafka`
+/// kills it and removes the directory, and it also gets SIGKILL if the test
+/// process dies without running destructors.
+#[derive(Debug)]
+pub struct Kafka {
+    bootstrap: String,
+    /// `None` for a broker that the harness did not start
+    /// (`SLUICE_TEST_KAFKA`).
+    broker: Option<Broker>,
+}
+
+#[derive(Debug)]
+struct Broker {
+    /// `None` after `stop` or `kill`. Declared before `dir` so that the
+    /// process dies before its directory is removed.
+    process: Option<Process>,
+    lib: PathBuf,
+    cluster_id: String,
+    dir: TempDir,
+}
+
+impl Kafka {
+    /// Starts a broker of its own on free ports, with fresh storage, and
+    /// returns once it answers a metadata request. The first start on a
+    /// machine also assembles Kafka into the cache.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example() -> anyhow::Result<()> {
+    /// let mut kafka = sluice_tests::Kafka::start().await?;
+    /// kafka.create_topic("events", 1, &[]).await?;
+    /// kafka.kill()?; // the gateway should now answer 503
+    /// kafka.restart().await?; // ... and recover
+    /// kafka.stop().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start() -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let lib = tokio::task::spawn_blocking(assemble).await??;
+        let dir = process::scratch_dir("kafka")?;
+        let [port, controller_port] = process::free_ports()?;
+        let cluster_id = new_cluster_id();
+        let data = dir.path().join("data");
+        std::fs::write(dir.path().join("server.properties"), server_properties(port, controller_port, &data))?;
+        std::fs::write(dir.path().join("log4j2.properties"), LOG4J2_PROPERTIES)?;
+
+        let mut format = java(&lib, dir.path(), "kafka.tools.StorageTool");
+        format.args(["format", "--standalone", "--cluster-id", &cluster_id]).args(["--config", "server.properties"]);
+        tokio::task::spawn_blocking(move || process::run("Kafka's StorageTool format", format)).await??;
+
+        let bootstrap = format!("127.0.0.1:{port}");
+        let mut broker = Broker { process: None, lib, cluster_id, dir };
+        broker.launch(&bootstrap).await?;
+        eprintln!(
+            "sluice-tests: Kafka at {bootstrap} ready in {:.1?}, log {}",
+            started.elapsed(),
+            broker.log_path().display()
+        );
+        Ok(Self { bootstrap, broker: Some(broker) })
+    }
+
+    /// The broker of this test process, started on first use; or the one at
+    /// `$SLUICE_TEST_KAFKA` (bootstrap servers) if that is set.
+    ///
+    /// Blocks on first use. Give each test its own topics (see
+    /// [`unique_name`](crate::unique_name)), since tests run in parallel.
+    ///
+    /// # Panics
+    /// If the broker can't be started or reached: a precondition of the test.
+    #[track_caller]
+    pub fn shared() -> &'static Kafka {
+        static SHARED: OnceLock<Result<Kafka, String>> = OnceLock::new();
+        shared::get_or_start(&SHARED, "Kafka broker", || async {
+            match std::env::var("SLUICE_TEST_KAFKA") {
+                Ok(bootstrap) if !bootstrap.trim().is_empty() => Kafka::external(bootstrap).await,
+                _ => Kafka::start().await,
+            }
+        })
+    }
+
+    /// A broker started by someone else, once it answers.
+    async fn external(bootstrap: String) -> anyhow::Result<Self> {
+        let probe = bootstrap.clone();
+        tokio::task::spawn_blocking(move || check_metadata(&probe, None))
+            .await?
+            .with_context(|| format!("SLUICE_TEST_KAFKA={bootstrap} does not answer"))?;
+        Ok(Self { bootstrap, broker: None })
+    }
+
+    /// The `bootstrap.servers` value for clients.
+    pub fn bootstrap_servers(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    /// Where the broker's stdout and stderr go; `None` for an external one.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        self.broker.as_ref().map(Broker::log_path)
+    }
+
+    /// Creates `name` with `partitions` partitions, replication factor 1 and
+    /// the given topic configs, and waits until every partition has a leader,
+    /// so that producing to it at once succeeds.
+    pub async fn create_topic(&self, name: &str, partitions: i32, config: &[(&str, &str)]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.bootstrap).create()?;
+        let topic =
+            config.iter().fold(NewTopic::new(name, partitions, TopicReplication::Fixed(1)), |topic, (key, value)| {
+                topic.set(key, value)
+            });
+        let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
+        for result in admin.create_topics([&topic], &options).await? {
+            result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
+        }
+        let (bootstrap, name) = (self.bootstrap.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || await_leaders(&bootstrap, &name, partitions)).await?
+    }
+
+    /// Shuts the broker down cleanly: SIGTERM, then SIGKILL if it takes
+    /// longer than 30 s. Its storage is kept for [`Kafka::restart`].
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.own_broker("stop")?.process.take() {
+            let started = Instant::now();
+            let status = process.terminate(STOP_GRACE).await?;
+            eprintln!("sluice-tests: Kafka at {} stopped ({status}) in {:.1?}", self.bootstrap, started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Kills the broker with SIGKILL, as a crash would. Its storage is kept
+    /// for [`Kafka::restart`].
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.own_broker("kill")?.process.take() {
+            process.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same ports and storage (stopping it
+    /// first if it runs), and returns once it answers again.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        let started = Instant::now();
+        let bootstrap = self.bootstrap.clone();
+        self.own_broker("restart")?.launch(&bootstrap).await?;
+        eprintln!("sluice-tests: Kafka at {bootstrap} ready again in {:.1?}", started.elapsed());
+        Ok(())
+    }
+
+    fn own_broker(&mut self, action: &str) -> anyhow::Result<&mut Broker> {
+        self.broker.as_mut().ok_or_else(|| {
+            anyhow!("can't {action} the broker at {}: the harness did not start it (SLUICE_TEST_KAFKA)", self.bootstrap)
+        })
+    }
+}
+
+impl Broker {
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("kafka.log")
+    }
+
+    /// Runs the broker on the prepared directory and waits until it is ready:
+    /// its log says so, and it answers a metadata request as our cluster.
+    async fn launch(&mut self, bootstrap: &str) -> anyhow::Result<()> {
+        let log = self.log_path();
+        // From the end: after a restart, the log holds the last run's line.
+        let mut watcher = LogWatcher::from_end(&log)?;
+        let mut cmd = java(&self.lib, self.dir.path(), "kafka.Kafka");
+        cmd.arg("server.properties");
+        let process = self.process.insert(Process::spawn("Kafka", cmd, &log)?);
+        process.wait_ready(START_TIMEOUT, async || watcher.seen(READY_LINE)).await?;
+        let (probe, cluster_id) = (bootstrap.to_owned(), self.cluster_id.clone());
+        tokio::task::spawn_blocking(move || check_metadata(&probe, Some(&cluster_id)))
+            .await?
+            .map_err(|e| process.failure(format_args!("logged it started but: {e:#}")))
+    }
+}
+
+/// `java` running `main_class` from the jars in `lib`, in `dir`, logging
+/// with `dir/log4j2.properties`.
+fn java(lib: &Path, dir: &Path, main_class: &str) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.current_dir(dir)
+        // Enough for tests, and keeps two brokers plus a registry within
+        // a small CI machine.
+        .arg("-Xmx512m")
+        .arg("-cp")
+        .arg(lib.join("*"))
+        .arg("-Dlog4j2.configurationFile=log4j2.properties")
+        .arg(main_class);
+    cmd
+}
+
+/// Assembles the Kafka jars into the cache once; returns their directory.
+fn assemble() -> anyhow::Result<PathBuf> {
+    let home = cache::ensure(&format!("kafka-{KAFKA_VERSION}"), POM, |home| {
+        let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/kafka-pom.xml");
+        let mut mvn = Command::new("mvn");
+        mvn.args(["-B", "-q", "-f"])
+            .arg(&pom)
+            .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
+            .arg(format!("-DoutputDirectory={}", home.join("lib").display()));
+        process::run("mvn dependency:copy-dependencies (Kafka)", mvn)
+    })?;
+    Ok(home.join("lib"))
+}
+
+/// A random cluster id as Kafka spells it: the 16 bytes of a UUID in
+/// URL-safe base64 without padding (22 characters).
+fn new_cluster_id() -> String {
+    loop {
+        let id = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        // Kafka's own generator skips these too: the command line would
+        // take the id for an option.
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn server_properties(port: u16, controller_port: u16, data: &Path) -> String {
+    format!(
+        "\
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+num.partitions=1
+",
+        data = data.display()
+    )
+}
+
+/// Kafka's jars carry no logging configuration; without one log4j2 prints
+/// only errors and the readiness line never appears.
+const LOG4J2_PROPERTIES: &str = "\
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = STDOUT
+";
+
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+/// Asks the broker for metadata and, if `cluster_id` is given, checks that
+/// it is that cluster: a port taken by another broker between our probe and
+/// our bind would otherwise pass for ours.
+fn check_metadata(bootstrap: &str, cluster_id: Option<&str>) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = client_config(bootstrap).create()?;
+    let metadata =
+        consumer.fetch_metadata(None, CLIENT_TIMEOUT).with_context(|| format!("fetching metadata from {bootstrap}"))?;
+    if metadata.brokers().is_empty() {
+        bail!("{bootstrap} answered metadata without brokers");
+    }
+    if let Some(expected) = cluster_id {
+        let actual = consumer.client().fetch_cluster_id(CLIENT_TIMEOUT);
+        if actual.as_deref() != Some(expected) {
+            bail!("{bootstrap} is cluster {actual:?}, not the one we formatted ({expected})");
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the metadata shows all `partitions` of `topic` with a leader.
+fn await_leaders(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = client_config(bootstrap).create()?;
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        let metadata = consumer.fetch_metadata(Some(topic), CLIENT_TIMEOUT)?;
+        let ready = metadata.topics().iter().any(|t| {
+            t.name() == topic
+                && t.error().is_none()
+                && t.partitions().len() == usize::try_from(partitions).unwrap_or(0)
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("topic {topic} has no leader for all {partitions} partitions after {CLIENT_TIMEOUT:?}");
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Reads `topic` from the beginning of every partition, without a consumer
+/// group, until `expected_count` messages arrived or `timeout` passed; it
+/// returns what it got either way, for the caller to assert on.
+///
+/// Reads committed messages only (librdkafka's default `read_committed`).
+/// It stops at `expected_count`: to assert that no more than N arrive, ask
+/// for N + 1 with a short timeout.
+///
+/// # Examples
+/// ```no_run
+/// # async fn example(bootstrap: &str) -> anyhow::Result<()> {
+/// use rdkafka::Message as _;
+/// use std::time::Duration;
+///
+/// let records = sluice_tests::consume_all(bootstrap, "orders", 3, Duration::from_secs(30)).await?;
+/// assert_eq!(records.len(), 3);
+/// assert_eq!(records[0].key(), Some(&b"order-1"[..]));
+/// # Ok(())
+/// # }
+/// ```
+pub async fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    expected_count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<OwnedMessage>> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    // librdkafka's poll blocks; keep it off the runtime's workers, which
+    // may be driving the gateway under test.
+    tokio::task::spawn_blocking(move || consume_blocking(&bootstrap, &topic, expected_count, timeout)).await?
+}
+
+fn consume_blocking(
+    bootstrap: &str,
+    topic: &str,
+    expected_count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<OwnedMessage>> {
+    let deadline = Instant::now() + timeout;
+    let consumer: BaseConsumer = client_config(bootstrap)
+        // librdkafka refuses `assign` without a group id (UNKNOWN_GROUP).
+        // With `assign` the group is never joined and nothing is committed,
+        // so a unique id keeps it a name only.
+        .set("group.id", crate::unique_name("sluice-tests-consume-all"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), deadline.saturating_duration_since(Instant::now()))
+        .with_context(|| format!("fetching metadata of {topic}"))?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .with_context(|| format!("no metadata for topic {topic}"))?;
+    if let Some(error) = found.error() {
+        bail!("topic {topic}: {}", RDKafkaErrorCode::from(error));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in found.partitions() {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+
+    let mut messages = Vec::with_capacity(expected_count);
+    while messages.len() < expected_count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.poll(left) {
+            Some(Ok(message)) => messages.push(message.detach()),
+            // Transient while a broker restarts; a lasting problem shows as
+            // missing messages, and this line in the test's output says why.
+            Some(Err(error)) => eprintln!("sluice-tests: consuming {topic}: {error}"),
+            None => {}
+        }
+    }
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_entry_is_named_for_the_version_the_pom_assembles() {
+        assert!(POM.contains(&format!("<kafka.version>{KAFKA_VERSION}</kafka.version>")));
+    }
+
+    #[test]
+    fn cluster_ids_are_22_url_safe_characters() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(!id.starts_with('-'));
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}

@@ -1,0 +1,53 @@
+//! The real-services test harness: an Apache Kafka broker, an Apicurio
+//! schema registry and a Python venv with Confluent's client, each assembled
+//! once into a shared cache and started on free ports for a test process.
+//!
+//! Integration tests use [`Kafka::shared`] and [`Apicurio::shared`] (one
+//! instance per test binary, started on first use) or [`Kafka::start`] for a
+//! broker of their own, typically a fault test that kills it:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_tests::{Kafka, consume_all, unique_name};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let kafka = Kafka::shared();
+//! let topic = unique_name("orders");
+//! kafka.create_topic(&topic, 3, &[("retention.ms", "3600000")]).await?;
+//! // ... drive the gateway ...
+//! let records = consume_all(&kafka.bootstrap_servers(), &topic, 10, Duration::from_secs(30)).await?;
+//! assert_eq!(records.len(), 10);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Everything that waits is `async` (tokio); only the `shared()` accessors
+//! block, so that they can hand out a `&'static` from anywhere.
+//!
+//! Environment:
+//! - `SLUICE_CACHE_DIR`: where the Kafka jars, Apicurio and the venv are
+//!   kept (default `$HOME/.cache/sluice`).
+//! - `SLUICE_TEST_KAFKA`: bootstrap servers of an already running broker
+//!   that [`Kafka::shared`] uses instead of starting one.
+//! - `SLUICE_TEST_APICURIO`: Confluent-compatible base URL of a running
+//!   registry that [`Apicurio::shared`] uses instead of starting one.
+//! - `SLUICE_TEST_KEEP_DIRS`: keep the scratch directories (data and logs)
+//!   of the services under `$TMPDIR/sluice-tests/` after the tests.
+
+mod apicurio;
+mod cache;
+mod kafka;
+mod process;
+mod python;
+mod shared;
+
+pub use apicurio::Apicurio;
+pub use cache::cache_dir;
+pub use kafka::{Kafka, consume_all};
+pub use python::python;
+
+/// A name no other test has used, for topics and subjects on a shared
+/// broker or registry: `<prefix>-<32 hex digits>`.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
