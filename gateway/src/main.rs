@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use sluice::config;
 use sluice::telemetry::{self, LogFormat};
 
+// glibc's allocator spent a fifth of the produce path's CPU in a profile; mimalloc is made for
+// many small, short-lived allocations across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about = "HTTP ⇄ Kafka event gateway with schemas and WebAssembly plugins")]
 struct Cli {

@@ -125,7 +125,7 @@ impl Kafka {
     }
 
     /// A broker started by someone else, once it answers.
-    async fn external(bootstrap: String) -> anyhow::Result<Self> {
+    pub async fn external(bootstrap: String) -> anyhow::Result<Self> {
         let probe = bootstrap.clone();
         tokio::task::spawn_blocking(move || check_metadata(&probe, None))
             .await?

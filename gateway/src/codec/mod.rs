@@ -64,8 +64,16 @@ impl Codec {
         }
     }
 
-    /// Validates and encodes one event into a Confluent-framed record value.
-    pub fn encode(&self, schema_id: u32, event: &Value, reject_unknown: bool) -> Result<Vec<u8>, ValueError> {
+    /// Validates and encodes one event into a Confluent-framed record value. `raw` is the
+    /// event's JSON text as received and `event` its parsed form; JSON Schema records carry
+    /// `raw` unchanged.
+    pub fn encode(
+        &self,
+        schema_id: u32,
+        event: &Value,
+        raw: &str,
+        reject_unknown: bool,
+    ) -> Result<Vec<u8>, ValueError> {
         match self {
             Codec::Avro(encoder) => {
                 let mut out = wire::start(schema_id, 64);
@@ -76,9 +84,8 @@ impl Codec {
             }
             Codec::JsonSchema(validator) => {
                 validator.validate(event)?;
-                let mut out = wire::start(schema_id, 128);
-                serde_json::to_writer(&mut out, event)
-                    .map_err(|e| ValueError { pointer: String::new(), message: e.to_string() })?;
+                let mut out = wire::start(schema_id, raw.len());
+                out.extend_from_slice(raw.as_bytes());
                 Ok(out)
             }
         }
@@ -96,11 +103,12 @@ mod tests {
         let avro =
             Codec::compile(SchemaType::Avro, r#"{"type":"record","name":"A","fields":[{"name":"n","type":"int"}]}"#)
                 .unwrap();
-        assert_eq!(avro.encode(9, &json!({"n": -1}), true).unwrap(), [0, 0, 0, 0, 9, 1]);
+        assert_eq!(avro.encode(9, &json!({"n": -1}), "", true).unwrap(), [0, 0, 0, 0, 9, 1]);
         let json = Codec::compile(SchemaType::Json, r#"{"type":"object"}"#).unwrap();
-        let framed = json.encode(300, &json!({"b": 1, "a": 2}), true).unwrap();
+        let raw = r#"{"b": 1, "a": 2}"#;
+        let framed = json.encode(300, &serde_json::from_str(raw).unwrap(), raw, true).unwrap();
         assert_eq!(framed[..5], [0, 0, 0, 1, 44]);
-        assert_eq!(&framed[5..], br#"{"b":1,"a":2}"#, "key order is kept");
+        assert_eq!(&framed[5..], raw.as_bytes(), "the event's JSON is carried as sent");
         assert!(Codec::compile(SchemaType::Protobuf, "syntax = \"proto3\";").is_err());
     }
 }

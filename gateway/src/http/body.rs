@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::problem::Problem;
 
@@ -66,9 +66,12 @@ pub async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Resu
     }
 }
 
-/// Parses one event (an object) or a batch (an array of events).
-pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<Value>, Problem> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+/// Splits a body into its events: one event (an object) or a batch (an array of events).
+///
+/// Events stay as raw JSON borrowed from the body: schemaless routes produce them byte for byte
+/// as sent, and schema routes parse each one once, when they encode it.
+pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<&RawValue>, Problem> {
+    let malformed = |e: serde_json::Error| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed-json",
@@ -77,19 +80,20 @@ pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<Value>, Probl
         )
         .with("line", e.line())
         .with("column", e.column())
-    })?;
-    let events = match value {
-        Value::Array(events) => events,
-        Value::Object(_) => vec![value],
+    };
+    let invalid = |detail: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid body", detail);
+    let events: Vec<&RawValue> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(bytes).map_err(malformed)?,
+        Some(b'{') => vec![serde_json::from_slice(bytes).map_err(malformed)?],
         _ => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-body",
-                "Invalid body",
-                "the body must be one event (a JSON object) or an array of events",
-            ));
+            // Malformed JSON is reported as such, with its position, before its shape.
+            serde_json::from_slice::<&RawValue>(bytes).map_err(malformed)?;
+            return Err(invalid("the body must be one event (a JSON object) or an array of events".into()));
         }
     };
+    if let Some(index) = events.iter().position(|e| !e.get().starts_with('{')) {
+        return Err(invalid(format!("event {index} is not a JSON object")).with("index", index));
+    }
     if events.is_empty() {
         return Err(Problem::new(StatusCode::BAD_REQUEST, "empty-batch", "Empty batch", "the array holds no events"));
     }
@@ -141,5 +145,7 @@ mod tests {
         assert_eq!(parse_events(br#"[{"a":1},{"a":2}]"#, 1).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(parse_events(b"[]", 1).unwrap_err().slug, "empty-batch");
         assert_eq!(parse_events(b"42", 1).unwrap_err().slug, "invalid-body");
+        assert_eq!(parse_events(br#"[{"a":1}, 2]"#, 5).unwrap_err().extra["index"], 1);
+        assert_eq!(parse_events(b" {\"a\" : [1, 2]} ", 1).unwrap()[0].get(), "{\"a\" : [1, 2]}", "raw, as sent");
     }
 }

@@ -6,7 +6,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
@@ -56,15 +57,29 @@ impl Problem {
     }
 }
 
+/// The body, with RFC 9457's members first.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("type".into(), json!(Self::type_uri(self.slug)));
-        body.insert("title".into(), json!(self.title));
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.insert("detail".into(), json!(self.detail));
-        body.extend(*self.extra);
-        let mut response = (self.status, Value::Object(body).to_string()).into_response();
+        let body = Body {
+            type_uri: Self::type_uri(self.slug),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            extra: &self.extra,
+        };
+        let text = serde_json::to_string(&body).unwrap_or_else(|_| String::from("{}"));
+        let mut response = (self.status, text).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

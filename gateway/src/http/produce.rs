@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::AppState;
 use super::body::{check_content_type, parse_events, read_limited};
@@ -40,8 +40,7 @@ pub async fn produce(
     check_content_type(&headers)?;
     let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
     let events = parse_events(&bytes, app.http.max_events_per_request)?;
-    drop(bytes);
-    let results = app.pipeline.produce(route, events).await.map_err(batch_problem)?;
+    let results = app.pipeline.produce(route, &events).await.map_err(batch_problem)?;
     Ok(respond(&results))
 }
 
@@ -90,8 +89,12 @@ fn respond(results: &[EventResult]) -> Response {
     } else {
         StatusCode::OK
     };
-    let body = json!({ "results": results.iter().map(result_json).collect::<Vec<_>>() });
-    let mut response = (status, body.to_string()).into_response();
+    #[derive(Serialize)]
+    struct Results<'a> {
+        results: Vec<ResultJson<'a>>,
+    }
+    let body = serde_json::to_vec(&Results { results: results.iter().map(result_json).collect() }).unwrap_or_default();
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
@@ -111,41 +114,60 @@ fn all_refused(failed: &[(usize, &EventError)]) -> Problem {
     } else {
         format!("none of the {} events was stored; see errors", failed.len())
     };
-    let errors: Vec<Value> = failed.iter().map(|(index, e)| error_json(Some(*index), e)).collect();
-    let problem = Problem::new(status, slug, "Events refused", detail).with("errors", errors);
+    let errors: Vec<ErrorJson<'_>> = failed.iter().map(|(index, e)| error_json(Some(*index), e)).collect();
+    let problem = Problem::new(status, slug, "Events refused", detail)
+        .with("errors", serde_json::to_value(errors).unwrap_or_default());
     if retriable.is_some() { problem.retry_after(1) } else { problem }
 }
 
-fn result_json(result: &EventResult) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("index".into(), json!(result.index));
-    match &result.outcome {
-        Outcome::Stored(delivered) => {
-            out.insert("partition".into(), json!(delivered.partition));
-            out.insert("offset".into(), json!(delivered.offset));
-        }
-        Outcome::Enqueued => {
-            out.insert("enqueued".into(), json!(true));
-        }
-        Outcome::Failed(error) => {
-            out.insert("error".into(), error_json(None, error));
-        }
-    }
-    if let Some(id) = result.schema_id {
-        out.insert("schema_id".into(), json!(id));
-    }
-    Value::Object(out)
+/// One entry of `results`.
+#[derive(Serialize)]
+struct ResultJson<'a> {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enqueued: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_id: Option<u32>,
 }
 
-fn error_json(index: Option<usize>, error: &EventError) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(index) = index {
-        out.insert("index".into(), json!(index));
+/// A per-event error, inside a result or in a problem's `errors`.
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pointer: Option<&'a str>,
+    message: &'a str,
+}
+
+fn result_json(result: &EventResult) -> ResultJson<'_> {
+    let mut out = ResultJson {
+        index: result.index,
+        partition: None,
+        offset: None,
+        enqueued: None,
+        error: None,
+        schema_id: result.schema_id,
+    };
+    match &result.outcome {
+        Outcome::Stored(delivered) => {
+            out.partition = Some(delivered.partition);
+            out.offset = Some(delivered.offset);
+        }
+        Outcome::Enqueued => out.enqueued = Some(true),
+        Outcome::Failed(error) => out.error = Some(error_json(None, error)),
     }
-    out.insert("type".into(), json!(error.kind.slug()));
-    if let Some(pointer) = &error.pointer {
-        out.insert("pointer".into(), json!(pointer));
-    }
-    out.insert("message".into(), json!(error.message));
-    Value::Object(out)
+    out
+}
+
+fn error_json(index: Option<usize>, error: &EventError) -> ErrorJson<'_> {
+    ErrorJson { index, kind: error.kind.slug(), pointer: error.pointer.as_deref(), message: &error.message }
 }

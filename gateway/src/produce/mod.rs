@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::{Ack, Format};
 use crate::kafka::producer::{Delivered, ProduceError, Producer};
@@ -129,7 +130,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Validates, encodes and produces a batch of events for one route.
-    pub async fn produce(&self, route: &Route, events: Vec<Value>) -> Result<Vec<EventResult>, BatchError> {
+    ///
+    /// `events` are JSON objects as received (see `http::body`); each is parsed only if its
+    /// route needs the parsed form (a schema, or a key).
+    pub async fn produce(&self, route: &Route, events: &[&RawValue]) -> Result<Vec<EventResult>, BatchError> {
         match self.topics.ensure(&route.topic).await {
             Ok(()) => {}
             Err(ProduceError::UnknownTopic) => return Err(BatchError::TopicMissing(route.topic.clone())),
@@ -157,7 +161,6 @@ impl Pipeline {
                 Err(error) => results[index] = Some(EventResult { index, schema_id, outcome: Outcome::Failed(error) }),
             }
         }
-        drop(events);
         if !ready.is_empty() {
             let permit = self.producer.reserve(ready.len()).map_err(BatchError::Kafka)?;
             let mut pending = Vec::with_capacity(ready.len());
@@ -240,22 +243,32 @@ fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
     }
 }
 
-fn encode(route: &Route, schema: Option<&Resolved>, event: &Value) -> Result<(Option<Vec<u8>>, Vec<u8>), EventError> {
-    // The schema first: a missing key field is usually also a missing required field, and the
-    // schema's message says more.
-    let payload = match schema {
-        Some(resolved) => resolved.codec.encode(resolved.id, event, route.reject_unknown).map_err(|error| {
-            EventError { kind: EventErrorKind::SchemaViolation, pointer: Some(error.pointer), message: error.message }
-        })?,
-        None => serde_json::to_vec(event).map_err(|error| EventError {
+fn encode(route: &Route, schema: Option<&Resolved>, raw: &RawValue) -> Result<(Option<Vec<u8>>, Vec<u8>), EventError> {
+    let raw = raw.get();
+    let parsed = if schema.is_some() || route.key.is_some() {
+        // The body was checked to be JSON; only a nesting deeper than serde_json's limit fails.
+        Some(serde_json::from_str::<Value>(raw).map_err(|error| EventError {
             kind: EventErrorKind::SchemaViolation,
             pointer: Some(String::new()),
             message: error.to_string(),
-        })?,
+        })?)
+    } else {
+        None
     };
-    let key = match &route.key {
-        None => None,
-        Some(pointer) => Some(extract_key(event, pointer).map_err(|error| EventError {
+    // The schema first: a missing key field is usually also a missing required field, and the
+    // schema's message says more.
+    let payload = match (schema, &parsed) {
+        (Some(resolved), Some(event)) => {
+            resolved.codec.encode(resolved.id, event, raw, route.reject_unknown).map_err(|error| EventError {
+                kind: EventErrorKind::SchemaViolation,
+                pointer: Some(error.pointer),
+                message: error.message,
+            })?
+        }
+        _ => raw.as_bytes().to_vec(),
+    };
+    let key = match (&route.key, &parsed) {
+        (Some(pointer), Some(event)) => Some(extract_key(event, pointer).map_err(|error| EventError {
             kind: match error {
                 KeyError::Missing => EventErrorKind::MissingKey,
                 KeyError::WrongType(_) => EventErrorKind::InvalidKey,
@@ -263,6 +276,7 @@ fn encode(route: &Route, schema: Option<&Resolved>, event: &Value) -> Result<(Op
             pointer: Some(pointer.clone()),
             message: error.to_string(),
         })?),
+        _ => None,
     };
     Ok((key, payload))
 }

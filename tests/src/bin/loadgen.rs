@@ -1,0 +1,426 @@
+//! The produce-path benchmark: the gateway (HTTP → Avro validation and encoding → Kafka) against
+//! the raw rdkafka producer, on the same broker, in the same run.
+//!
+//! Scenarios, each after a warm-up:
+//! - `gateway-batch`: HTTP requests of 100 events each, from a few concurrent connections;
+//! - `gateway-single`: one event per request, from many concurrent connections;
+//! - `raw-pipelined`: the raw producer with the gateway's settings (idempotent, `acks=all`, zstd,
+//!   linger 5 ms, murmur2) and pre-encoded Avro records, many in flight: the ceiling;
+//! - `raw-single`: the raw producer, one awaited send per task, as many tasks as `gateway-single`
+//!   has connections: what the gateway's single-event latency is compared with.
+//!
+//! Run: `cargo run --release -p sluice-tests --bin loadgen -- --seconds 20`. Without
+//! `--bootstrap` it starts its own broker with the test harness. The gateway runs in this process
+//! on its own runtime; everything shares the machine, as it would on a small node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+use sluice::codec::Codec;
+use sluice::codec::SchemaType;
+use sluice_tests::{Kafka, unique_name};
+
+// The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Measured seconds per scenario (after a warm-up of a fifth of it).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Concurrent connections sending batches of 100.
+    #[arg(long, default_value_t = 4)]
+    batch_connections: usize,
+    /// Concurrent connections sending single events (and raw tasks for `raw-single`).
+    #[arg(long, default_value_t = 32)]
+    single_connections: usize,
+    /// Use this broker instead of starting one.
+    #[arg(long, env = "SLUICE_TEST_KAFKA")]
+    bootstrap: Option<String>,
+    /// Write the results as JSON here as well.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+const BATCH: usize = 100;
+const PARTITIONS: i32 = 3;
+
+/// ~300-byte events with the fields a real order carries.
+const SCHEMA: &str = r#"{
+  "type": "record", "name": "OrderPlaced", "namespace": "dev.sluice.bench",
+  "fields": [
+    {"name": "order_id", "type": "string"},
+    {"name": "customer_id", "type": "string"},
+    {"name": "total_cents", "type": "long"},
+    {"name": "currency", "type": {"type": "enum", "name": "Currency", "symbols": ["EUR", "USD", "GBP"]}},
+    {"name": "placed_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "channel", "type": ["null", "string"], "default": null},
+    {"name": "shipping_method", "type": "string", "default": "standard"},
+    {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "Item", "fields": [
+      {"name": "sku", "type": "string"}, {"name": "quantity", "type": "int"}, {"name": "price_cents", "type": "long"}
+    ]}}}
+  ]
+}"#;
+
+const CURRENCIES: [&str; 3] = ["EUR", "USD", "GBP"];
+
+fn event(i: usize) -> Value {
+    json!({
+        "order_id": format!("order-{i:08}"),
+        "customer_id": format!("customer-{:06}", i % 50_000),
+        "total_cents": 1999 + i % 1000,
+        "currency": CURRENCIES[i % 3],
+        "placed_at": 1_795_773_600_000_i64 + i as i64,
+        "channel": if i.is_multiple_of(2) { json!("web") } else { json!(null) },
+        "shipping_method": "express",
+        "items": [
+            {"sku": format!("sku-{:05}", i % 9973), "quantity": 1 + i % 3, "price_cents": 999},
+            {"sku": format!("sku-{:05}", (i * 7) % 9973), "quantity": 1, "price_cents": 1000}
+        ]
+    })
+}
+
+#[derive(Debug)]
+struct Outcome {
+    name: &'static str,
+    events_per_sec: f64,
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The client side gets its own runtime, so its work is not queued behind the gateway's.
+    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let server =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("gateway").enable_all().build()?;
+    // Started and dropped outside the async context: dropping the harness's broker blocks.
+    let kafka = client.block_on(async {
+        match &args.bootstrap {
+            Some(bootstrap) => Kafka::external(bootstrap.clone()).await,
+            None => Kafka::start().await,
+        }
+    })?;
+    let result = client.block_on(run(&args, &kafka, server.handle()));
+    drop(kafka);
+    result
+}
+
+async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> anyhow::Result<()> {
+    let bootstrap = kafka.bootstrap_servers();
+    let gateway_topic = unique_name("bench-gateway");
+    let raw_topic = unique_name("bench-raw");
+    for topic in [&gateway_topic, &raw_topic] {
+        kafka.create_topic(topic, PARTITIONS, &[]).await?;
+    }
+
+    let config = sluice::config::load_str(
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\n\
+             [registry]\nurl = \"embedded\"\ntopic = \"{registry}\"\n\
+             [[topics]]\nname = \"{gateway_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\n",
+            registry = unique_name("_bench_schemas")
+        ),
+        |_| None,
+    )
+    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let gateway = server.spawn(sluice::Gateway::start(config)).await??;
+    let base = format!("http://{}", gateway.addr());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let registered: Value = http
+        .post(format!("{base}/registry/subjects/{gateway_topic}-value/versions"))
+        .body(json!({ "schema": SCHEMA }).to_string())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let schema_id = u32::try_from(registered["id"].as_u64().context("schema id")?)?;
+
+    let events: Vec<Value> = (0..20_000).map(event).collect();
+    let sizes: usize = events.iter().map(|e| e.to_string().len()).sum();
+    eprintln!("events average {} bytes of JSON", sizes / events.len());
+    let batches: Arc<Vec<String>> =
+        Arc::new(events.chunks(BATCH).map(|chunk| Value::Array(chunk.to_vec()).to_string()).collect());
+    let singles: Arc<Vec<String>> = Arc::new(events.iter().map(Value::to_string).collect());
+    let codec = Codec::compile(SchemaType::Avro, SCHEMA).map_err(anyhow::Error::msg)?;
+    let records: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e["order_id"].as_str().unwrap_or_default().to_owned(),
+                    codec.encode(schema_id, e, "", true).unwrap_or_default(),
+                )
+            })
+            .collect(),
+    );
+    eprintln!("Avro records average {} bytes", records.iter().map(|r| r.1.len()).sum::<usize>() / records.len());
+
+    let measure = Duration::from_secs(args.seconds);
+    let url = format!("{base}/v1/topics/{gateway_topic}/events");
+    let mut outcomes = Vec::new();
+    outcomes.push(http_scenario("gateway-batch", &http, &url, batches, BATCH, args.batch_connections, measure).await?);
+    outcomes.push(http_scenario("gateway-single", &http, &url, singles, 1, args.single_connections, measure).await?);
+    let producer = raw_producer(&bootstrap)?;
+    outcomes.push(raw_pipelined(&producer, &raw_topic, records.clone(), measure).await?);
+    outcomes.push(raw_single(&producer, &raw_topic, records, args.single_connections, measure).await?);
+
+    server.spawn(gateway.stop()).await??;
+    print_report(args, &outcomes);
+    if let Some(path) = &args.json {
+        let rows: Vec<Value> = outcomes
+            .iter()
+            .map(|o| json!({"scenario": o.name, "events_per_sec": o.events_per_sec, "requests_per_sec": o.requests_per_sec, "p50_ms": o.p50_ms, "p99_ms": o.p99_ms, "errors": o.errors}))
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+    }
+    if outcomes.iter().any(|o| o.errors > 0) {
+        bail!("some requests failed; the figures are not comparable");
+    }
+    Ok(())
+}
+
+/// The producer settings the gateway uses (see `gateway/src/kafka/producer.rs`).
+fn raw_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "zstd")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .set("queue.buffering.max.messages", "200000")
+        .create()?)
+}
+
+/// Runs `connections` loops, each sending a body and awaiting its answer, for warm-up + `measure`.
+async fn http_scenario(
+    name: &'static str,
+    http: &reqwest::Client,
+    url: &str,
+    bodies: Arc<Vec<String>>,
+    events_per_body: usize,
+    connections: usize,
+    measure: Duration,
+) -> anyhow::Result<Outcome> {
+    let clock = Clock::start(measure);
+    let tasks: Vec<_> = (0..connections)
+        .map(|worker| {
+            let (http, url, bodies, clock) = (http.clone(), url.to_owned(), bodies.clone(), clock.clone());
+            tokio::spawn(async move {
+                let mut latencies = new_histogram();
+                let (mut requests, mut errors) = (0u64, 0u64);
+                let mut i = worker * 7919;
+                while !clock.finished() {
+                    let body = bodies[i % bodies.len()].clone();
+                    i += connections;
+                    let started = Instant::now();
+                    let ok = match http.post(&url).header("content-type", "application/json").body(body).send().await {
+                        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if clock.measuring(started) {
+                        requests += 1;
+                        errors += u64::from(!ok);
+                        record(&mut latencies, started.elapsed());
+                    }
+                }
+                (latencies, requests, errors)
+            })
+        })
+        .collect();
+    let (latencies, requests, errors) = join_counts(tasks).await?;
+    Ok(outcome(name, &latencies, requests, requests * events_per_body as u64, errors, measure))
+}
+
+/// The ceiling: pre-encoded records, up to 20000 in flight.
+async fn raw_pipelined(
+    producer: &FutureProducer,
+    topic: &str,
+    records: Arc<Vec<(String, Vec<u8>)>>,
+    measure: Duration,
+) -> anyhow::Result<Outcome> {
+    const WINDOW: usize = 20_000;
+    let clock = Clock::start(measure);
+    let mut latencies = new_histogram();
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let mut in_flight = FuturesUnordered::new();
+    let mut i = 0;
+    while !clock.finished() {
+        while in_flight.len() < WINDOW {
+            let (key, payload) = &records[i % records.len()];
+            i += 1;
+            let started = Instant::now();
+            match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+                Ok(delivery) => in_flight.push(async move { (started, delivery.await) }),
+                Err(_) => break,
+            }
+        }
+        if let Some((started, result)) = in_flight.next().await
+            && clock.measuring(started)
+        {
+            sent += 1;
+            errors += u64::from(!matches!(result, Ok(Ok(_))));
+            record(&mut latencies, started.elapsed());
+        }
+    }
+    while in_flight.next().await.is_some() {}
+    Ok(outcome("raw-pipelined", &latencies, sent, sent, errors, measure))
+}
+
+/// One awaited send per task: the latency floor for single events.
+async fn raw_single(
+    producer: &FutureProducer,
+    topic: &str,
+    records: Arc<Vec<(String, Vec<u8>)>>,
+    tasks: usize,
+    measure: Duration,
+) -> anyhow::Result<Outcome> {
+    let clock = Clock::start(measure);
+    let handles: Vec<_> = (0..tasks)
+        .map(|worker| {
+            let (producer, topic, records, clock) =
+                (producer.clone(), topic.to_owned(), records.clone(), clock.clone());
+            tokio::spawn(async move {
+                let mut latencies = new_histogram();
+                let (mut sent, mut errors) = (0u64, 0u64);
+                let mut i = worker * 7919;
+                while !clock.finished() {
+                    let (key, payload) = &records[i % records.len()];
+                    i += tasks;
+                    let started = Instant::now();
+                    let ok = match producer.send_result(FutureRecord::to(&topic).key(key).payload(payload)) {
+                        Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
+                        Err(_) => false,
+                    };
+                    if clock.measuring(started) {
+                        sent += 1;
+                        errors += u64::from(!ok);
+                        record(&mut latencies, started.elapsed());
+                    }
+                }
+                (latencies, sent, errors)
+            })
+        })
+        .collect();
+    let (latencies, sent, errors) = join_counts(handles).await?;
+    Ok(outcome("raw-single", &latencies, sent, sent, errors, measure))
+}
+
+/// Warm-up, then a measured window; a sample counts if it started inside the window.
+#[derive(Clone)]
+struct Clock {
+    measure_from: Instant,
+    end: Instant,
+    done: Arc<AtomicBool>,
+}
+
+impl Clock {
+    fn start(measure: Duration) -> Self {
+        let measure_from = Instant::now() + measure / 5;
+        Self { measure_from, end: measure_from + measure, done: Arc::default() }
+    }
+
+    fn finished(&self) -> bool {
+        if self.done.load(Ordering::Relaxed) {
+            return true;
+        }
+        let over = Instant::now() >= self.end;
+        if over {
+            self.done.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+
+    fn measuring(&self, started: Instant) -> bool {
+        started >= self.measure_from && started < self.end
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+    histogram.saturating_record(micros);
+}
+
+async fn join_counts(
+    tasks: Vec<tokio::task::JoinHandle<(Histogram<u64>, u64, u64)>>,
+) -> anyhow::Result<(Histogram<u64>, u64, u64)> {
+    let mut total = new_histogram();
+    let (mut count, mut errors) = (0, 0);
+    for task in tasks {
+        let (histogram, n, e) = task.await?;
+        total.add(histogram)?;
+        count += n;
+        errors += e;
+    }
+    Ok((total, count, errors))
+}
+
+fn outcome(
+    name: &'static str,
+    latencies: &Histogram<u64>,
+    requests: u64,
+    events: u64,
+    errors: u64,
+    measure: Duration,
+) -> Outcome {
+    let seconds = measure.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    Outcome {
+        name,
+        events_per_sec: events as f64 / seconds,
+        requests_per_sec: requests as f64 / seconds,
+        p50_ms: latencies.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_ms: latencies.value_at_quantile(0.99) as f64 / 1000.0,
+        errors,
+    }
+}
+
+#[allow(clippy::print_stdout)] // the report is the output
+fn print_report(args: &Args, outcomes: &[Outcome]) {
+    println!("| scenario | concurrency | events/s | requests/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for o in outcomes {
+        let concurrency = match o.name {
+            "gateway-batch" => format!("{} connections × {BATCH} events", args.batch_connections),
+            "raw-pipelined" => "20000 in flight".to_owned(),
+            _ => format!("{}", args.single_connections),
+        };
+        println!(
+            "| {} | {concurrency} | {:.0} | {:.0} | {:.2} | {:.2} | {} |",
+            o.name, o.events_per_sec, o.requests_per_sec, o.p50_ms, o.p99_ms, o.errors
+        );
+    }
+    let find = |name: &str| outcomes.iter().find(|o| o.name == name);
+    if let (Some(batch), Some(single), Some(raw), Some(raw_single)) =
+        (find("gateway-batch"), find("gateway-single"), find("raw-pipelined"), find("raw-single"))
+    {
+        println!();
+        println!("gateway-batch / raw-pipelined throughput: {:.0}%", 100.0 * batch.events_per_sec / raw.events_per_sec);
+        println!(
+            "gateway-single / raw-pipelined throughput: {:.0}%",
+            100.0 * single.events_per_sec / raw.events_per_sec
+        );
+        println!(
+            "gateway-single p99 − raw-single p99: {:+.2} ms (p50 {:+.2} ms)",
+            single.p99_ms - raw_single.p99_ms,
+            single.p50_ms - raw_single.p50_ms
+        );
+    }
+}
