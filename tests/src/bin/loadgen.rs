@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     seconds: u64,
     /// Concurrent connections sending batches of 100.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 32)]
     batch_connections: usize,
     /// Concurrent connections sending single events (and raw tasks for `raw-single`).
     #[arg(long, default_value_t = 32)]
