@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod compat;
 pub mod embedded;
 pub mod types;
 

@@ -1,0 +1,401 @@
+//! JSON Schema compatibility: does a reader schema accept every document a writer schema accepts?
+//!
+//! The rule set, close to Confluent's (named after its error types):
+//! - `type`: every writer type must be a reader type (`integer` is read by `number`);
+//! - `enum`/`const`: the reader's values must include the writer's; adding an `enum` narrows;
+//! - numbers: `minimum`/`exclusiveMinimum` may not rise, `maximum`/`exclusiveMaximum` may not
+//!   fall, `multipleOf` must divide the writer's;
+//! - strings: `minLength` may not rise, `maxLength` may not fall, a `pattern` or `format` may
+//!   not be added or changed;
+//! - objects: the reader may not require a property the writer did not require; a property the
+//!   writer declares must still be read (declared, or allowed by the reader's
+//!   `additionalProperties`); a reader may not declare a new property whose value the writer's
+//!   open content model allowed to be anything (Confluent's
+//!   `PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL`) unless the new property accepts anything; closing an
+//!   open model (`additionalProperties: false`) narrows it;
+//! - arrays: `items` compare recursively, `minItems` may not rise, `maxItems` may not fall,
+//!   `uniqueItems` may not be added;
+//! - local `$ref`s (`#/$defs/…`, `#/definitions/…`) are followed; `anyOf`/`oneOf`: each writer
+//!   branch must be read by some reader branch; other combinators (`allOf`, `not`,
+//!   `if`/`then`/`else`) must be unchanged.
+//!
+//! So, in the usual terms: with a closed content model, adding optional properties is backward
+//! compatible and removing them is not; with an open one, it is the other way round.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::avro::Incompatibility;
+
+/// Everything that stops `reader` from accepting documents valid under `writer`.
+pub fn check(reader: &Value, writer: &Value) -> Vec<Incompatibility> {
+    let mut checker = Checker { reader_root: reader, writer_root: writer, found: Vec::new(), seen: HashSet::new() };
+    checker.compare(reader, writer, String::new());
+    checker.found
+}
+
+struct Checker<'a> {
+    reader_root: &'a Value,
+    writer_root: &'a Value,
+    found: Vec<Incompatibility>,
+    /// Pairs of `$ref`s already being compared, so recursive schemas terminate.
+    seen: HashSet<(String, String)>,
+}
+
+const TYPES: [&str; 7] = ["null", "boolean", "object", "array", "number", "string", "integer"];
+
+impl<'a> Checker<'a> {
+    fn report(&mut self, kind: &'static str, at: &str, message: String) {
+        let location = if at.is_empty() { "/".to_owned() } else { at.to_owned() };
+        self.found.push(Incompatibility { kind, location, message });
+    }
+
+    fn resolve<'b>(root: &'b Value, schema: &'b Value) -> &'b Value {
+        let mut current = schema;
+        for _ in 0..32 {
+            match current.get("$ref").and_then(Value::as_str) {
+                Some(reference) if reference.starts_with('#') => match root.pointer(&reference[1..]) {
+                    Some(target) => current = target,
+                    None => return current,
+                },
+                _ => return current,
+            }
+        }
+        current
+    }
+
+    fn compare<'b>(&mut self, reader: &'b Value, writer: &'b Value, at: String)
+    where
+        'a: 'b,
+    {
+        let (reader_ref, writer_ref) = (ref_of(reader), ref_of(writer));
+        if let (Some(r), Some(w)) = (reader_ref, writer_ref)
+            && !self.seen.insert((r.to_owned(), w.to_owned()))
+        {
+            return;
+        }
+        let reader = Self::resolve(self.reader_root, reader);
+        let writer = Self::resolve(self.writer_root, writer);
+        if reader == writer || accepts_anything(reader) || rejects_everything(writer) {
+            return;
+        }
+        if rejects_everything(reader) {
+            self.report("TYPE_NARROWED", &at, "the reader accepts nothing here".into());
+            return;
+        }
+        let (Some(r), Some(w)) = (reader.as_object(), writer.as_object()) else { return };
+
+        if self.combinators(r, w, &at) {
+            return;
+        }
+        self.types(r, w, &at);
+        self.values(r, w, &at);
+        self.numbers(r, w, &at);
+        self.strings(r, w, &at);
+        self.objects(r, w, &at);
+        self.arrays(r, w, &at);
+    }
+
+    /// `anyOf`/`oneOf` branches; other combinators must be unchanged. True when handled.
+    fn combinators(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) -> bool {
+        for key in ["allOf", "not", "if", "then", "else", "dependentSchemas", "patternProperties"] {
+            if r.get(key) != w.get(key) && r.get(key).is_some() {
+                self.report(
+                    "COMBINED_TYPE_SUBSCHEMAS_CHANGED",
+                    &format!("{at}/{key}"),
+                    format!("'{key}' was added or changed; Sluice only accepts it unchanged"),
+                );
+            }
+        }
+        match (branches(r), branches(w)) {
+            (None, None) => false,
+            (Some((rb, any)), Some((wb, _))) => {
+                let key = if any { "anyOf" } else { "oneOf" };
+                for (i, branch) in wb.iter().enumerate() {
+                    if !rb.iter().any(|rb| self.reads(rb, branch)) {
+                        self.report(
+                            "SUM_TYPE_NARROWED",
+                            &format!("{at}/{key}"),
+                            format!("no reader branch accepts the writer's branch {i}"),
+                        );
+                    }
+                }
+                true
+            }
+            (Some((rb, any)), None) => {
+                let key = if any { "anyOf" } else { "oneOf" };
+                let writer = Value::Object(w.clone());
+                if !rb.iter().any(|b| self.reads(b, &writer)) {
+                    self.report(
+                        "SUM_TYPE_NARROWED",
+                        &format!("{at}/{key}"),
+                        "no reader branch accepts the writer's schema".into(),
+                    );
+                }
+                true
+            }
+            (None, Some((wb, any))) => {
+                let key = if any { "anyOf" } else { "oneOf" };
+                let reader = Value::Object(r.clone());
+                for (i, branch) in wb.iter().enumerate() {
+                    if !self.reads(&reader, branch) {
+                        self.report(
+                            "SUM_TYPE_NARROWED",
+                            &format!("{at}/{key}/{i}"),
+                            format!("the reader does not accept the writer's branch {i}"),
+                        );
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether `reader` accepts everything `writer` does, without reporting.
+    fn reads(&self, reader: &Value, writer: &Value) -> bool {
+        let mut probe = Checker {
+            reader_root: self.reader_root,
+            writer_root: self.writer_root,
+            found: Vec::new(),
+            seen: self.seen.clone(),
+        };
+        probe.compare(reader, writer, String::new());
+        probe.found.is_empty()
+    }
+
+    fn types(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
+        let (Some(reader_types), writer_types) = (type_set(r), type_set(w)) else { return };
+        let writer_types = writer_types.unwrap_or_else(|| TYPES.to_vec());
+        let missing: Vec<&str> = writer_types
+            .into_iter()
+            .filter(|t| !(reader_types.contains(t) || (*t == "integer" && reader_types.contains(&"number"))))
+            .collect();
+        if !missing.is_empty() {
+            self.report(
+                "TYPE_NARROWED",
+                &format!("{at}/type"),
+                format!("the reader no longer accepts type {}", missing.join(", ")),
+            );
+        }
+    }
+
+    fn values(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
+        let allowed = |m: &Map<String, Value>| -> Option<Vec<Value>> {
+            m.get("const").map(|c| vec![c.clone()]).or_else(|| m.get("enum").and_then(Value::as_array).cloned())
+        };
+        if let Some(reader_values) = allowed(r) {
+            match allowed(w) {
+                None => self.report(
+                    "ENUM_ARRAY_NARROWED",
+                    &format!("{at}/enum"),
+                    "the reader restricts values the writer did not".into(),
+                ),
+                Some(writer_values) => {
+                    let missing: Vec<String> =
+                        writer_values.iter().filter(|v| !reader_values.contains(v)).map(Value::to_string).collect();
+                    if !missing.is_empty() {
+                        self.report(
+                            "ENUM_ARRAY_NARROWED",
+                            &format!("{at}/enum"),
+                            format!("the reader no longer accepts {}", missing.join(", ")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn numbers(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
+        for (key, kind, rises) in [
+            ("minimum", "MINIMUM_INCREASED", true),
+            ("exclusiveMinimum", "EXCLUSIVE_MINIMUM_INCREASED", true),
+            ("maximum", "MAXIMUM_DECREASED", false),
+            ("exclusiveMaximum", "EXCLUSIVE_MAXIMUM_DECREASED", false),
+            ("minLength", "MIN_LENGTH_INCREASED", true),
+            ("maxLength", "MAX_LENGTH_DECREASED", false),
+            ("minItems", "MIN_ITEMS_INCREASED", true),
+            ("maxItems", "MAX_ITEMS_DECREASED", false),
+            ("minProperties", "MIN_PROPERTIES_INCREASED", true),
+            ("maxProperties", "MAX_PROPERTIES_DECREASED", false),
+        ] {
+            let Some(reader_bound) = r.get(key).and_then(Value::as_f64) else { continue };
+            let narrowed = match w.get(key).and_then(Value::as_f64) {
+                None => true,
+                Some(writer_bound) if rises => reader_bound > writer_bound,
+                Some(writer_bound) => reader_bound < writer_bound,
+            };
+            if narrowed {
+                self.report(kind, &format!("{at}/{key}"), format!("'{key}' narrows what the writer allowed"));
+            }
+        }
+        if let Some(reader_step) = r.get("multipleOf").and_then(Value::as_f64) {
+            let divides = w.get("multipleOf").and_then(Value::as_f64).is_some_and(|writer_step| {
+                let ratio = writer_step / reader_step;
+                (ratio - ratio.round()).abs() < 1e-9
+            });
+            if !divides {
+                self.report(
+                    "MULTIPLE_OF_CHANGED",
+                    &format!("{at}/multipleOf"),
+                    "'multipleOf' narrows what the writer allowed".into(),
+                );
+            }
+        }
+    }
+
+    fn strings(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
+        for (key, kind) in [("pattern", "PATTERN_CHANGED"), ("format", "FORMAT_CHANGED")] {
+            if let Some(reader_value) = r.get(key)
+                && w.get(key) != Some(reader_value)
+            {
+                self.report(kind, &format!("{at}/{key}"), format!("'{key}' was added or changed"));
+            }
+        }
+    }
+
+    fn objects(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
+        let empty = Map::new();
+        let reader_props = r.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+        let writer_props = w.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+        let required = |m: &Map<String, Value>| -> Vec<String> {
+            m.get("required")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let writer_required = required(w);
+        for name in required(r) {
+            if !writer_required.contains(&name) {
+                self.report(
+                    "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL",
+                    &format!("{at}/required"),
+                    format!("property '{name}' is required by the reader but was optional for the writer"),
+                );
+            }
+        }
+        let reader_extra = r.get("additionalProperties");
+        let writer_extra = w.get("additionalProperties");
+        for (name, writer_schema) in writer_props {
+            match reader_props.get(name) {
+                Some(reader_schema) => {
+                    self.compare(reader_schema, writer_schema, format!("{at}/properties/{}", escape(name)))
+                }
+                None => match reader_extra {
+                    Some(Value::Bool(false)) => self.report(
+                        "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+                        &format!("{at}/properties"),
+                        format!("property '{name}' was removed from a closed content model"),
+                    ),
+                    Some(extra @ Value::Object(_)) => {
+                        self.compare(extra, writer_schema, format!("{at}/additionalProperties"))
+                    }
+                    _ => {}
+                },
+            }
+        }
+        for (name, reader_schema) in reader_props {
+            if writer_props.contains_key(name) || accepts_anything(reader_schema) {
+                continue;
+            }
+            match writer_extra {
+                Some(Value::Bool(false)) => {}
+                Some(extra @ Value::Object(_)) => {
+                    self.compare(reader_schema, extra, format!("{at}/properties/{}", escape(name)))
+                }
+                _ => self.report(
+                    "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+                    &format!("{at}/properties/{}", escape(name)),
+                    format!(
+                        "property '{name}' was added, but the writer's open content model allowed any value for it"
+                    ),
+                ),
+            }
+        }
+        match (reader_extra, writer_extra) {
+            (Some(Value::Bool(false)), Some(Value::Bool(false))) | (None | Some(Value::Bool(true)), _) => {}
+            (Some(Value::Bool(false)), _) => self.report(
+                "ADDITIONAL_PROPERTIES_NARROWED",
+                &format!("{at}/additionalProperties"),
+                "the reader closed a content model the writer left open".into(),
+            ),
+            (Some(reader_extra), Some(writer_extra @ Value::Object(_))) => {
+                self.compare(reader_extra, writer_extra, format!("{at}/additionalProperties"));
+            }
+            (Some(reader_extra), _) if !accepts_anything(reader_extra) => self.report(
+                "ADDITIONAL_PROPERTIES_NARROWED",
+                &format!("{at}/additionalProperties"),
+                "the reader restricts additional properties the writer allowed".into(),
+            ),
+            _ => {}
+        }
+    }
+
+    fn arrays(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
+        if let Some(reader_items) = r.get("items") {
+            match w.get("items") {
+                Some(writer_items) => self.compare(reader_items, writer_items, format!("{at}/items")),
+                None if !accepts_anything(reader_items) => self.report(
+                    "ITEMS_NARROWED",
+                    &format!("{at}/items"),
+                    "the reader restricts array items the writer left open".into(),
+                ),
+                None => {}
+            }
+        }
+        if r.get("uniqueItems") == Some(&Value::Bool(true)) && w.get("uniqueItems") != Some(&Value::Bool(true)) {
+            self.report("UNIQUE_ITEMS_ADDED", &format!("{at}/uniqueItems"), "the reader requires unique items".into());
+        }
+    }
+}
+
+/// The `anyOf` (true) or `oneOf` (false) branches of a schema.
+fn branches(schema: &Map<String, Value>) -> Option<(&Vec<Value>, bool)> {
+    match schema.get("anyOf").and_then(Value::as_array) {
+        Some(any) => Some((any, true)),
+        None => schema.get("oneOf").and_then(Value::as_array).map(|one| (one, false)),
+    }
+}
+
+fn ref_of(schema: &Value) -> Option<&str> {
+    schema.get("$ref").and_then(Value::as_str)
+}
+
+fn type_set(schema: &Map<String, Value>) -> Option<Vec<&str>> {
+    match schema.get("type")? {
+        Value::String(t) => Some(vec![t.as_str()]),
+        Value::Array(ts) => Some(ts.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    }
+}
+
+/// `true`, `{}`, or a schema with nothing but annotations.
+fn accepts_anything(schema: &Value) -> bool {
+    match schema {
+        Value::Bool(b) => *b,
+        Value::Object(m) => m.keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "$schema"
+                    | "$id"
+                    | "$comment"
+                    | "title"
+                    | "description"
+                    | "default"
+                    | "examples"
+                    | "deprecated"
+                    | "readOnly"
+                    | "writeOnly"
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn rejects_everything(schema: &Value) -> bool {
+    *schema == Value::Bool(false)
+}
+
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}

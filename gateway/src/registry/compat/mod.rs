@@ -1,0 +1,175 @@
+//! Schema compatibility: which changes to a subject's schema keep every reader working.
+//!
+//! A mode says who must be able to read whom:
+//! - `BACKWARD` (default): the new schema reads data written with the latest one (upgrade
+//!   consumers first); `FORWARD`: the latest reads data written with the new one (upgrade
+//!   producers first); `FULL`: both;
+//! - `*_TRANSITIVE`: the same against every earlier version, not just the latest;
+//! - `NONE`: no check.
+
+pub mod avro;
+pub mod json_schema;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+pub use self::avro::Incompatibility;
+use crate::codec::SchemaType;
+
+/// A subject's compatibility mode, by its Confluent name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    None,
+    #[default]
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 7] = [
+        Mode::None,
+        Mode::Backward,
+        Mode::BackwardTransitive,
+        Mode::Forward,
+        Mode::ForwardTransitive,
+        Mode::Full,
+        Mode::FullTransitive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::None => "NONE",
+            Mode::Backward => "BACKWARD",
+            Mode::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Mode::Forward => "FORWARD",
+            Mode::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Mode::Full => "FULL",
+            Mode::FullTransitive => "FULL_TRANSITIVE",
+        }
+    }
+
+    fn backward(self) -> bool {
+        matches!(self, Mode::Backward | Mode::BackwardTransitive | Mode::Full | Mode::FullTransitive)
+    }
+
+    fn forward(self) -> bool {
+        matches!(self, Mode::Forward | Mode::ForwardTransitive | Mode::Full | Mode::FullTransitive)
+    }
+
+    /// Whether every earlier version is checked, not only the latest.
+    pub fn transitive(self) -> bool {
+        matches!(self, Mode::BackwardTransitive | Mode::ForwardTransitive | Mode::FullTransitive)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL.into_iter().find(|m| m.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            format!("'{s}' is not a compatibility level (one of {})", Mode::ALL.map(Mode::as_str).join(", "))
+        })
+    }
+}
+
+/// A schema parsed for comparison.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Avro(apache_avro::Schema),
+    Json(Value),
+}
+
+impl Parsed {
+    /// Parses schema text; `references` are the texts of the schemas it refers to (Avro named
+    /// types defined under other subjects), dependencies first.
+    pub fn parse(schema_type: SchemaType, text: &str, references: &[String]) -> Result<Self, String> {
+        match schema_type {
+            SchemaType::Avro if references.is_empty() => {
+                apache_avro::Schema::parse_str(text).map(Parsed::Avro).map_err(|e| format!("invalid Avro schema: {e}"))
+            }
+            SchemaType::Avro => apache_avro::Schema::parse_str_with_list(text, references)
+                .map(|(schema, _)| Parsed::Avro(schema))
+                .map_err(|e| format!("invalid Avro schema: {e}")),
+            SchemaType::Json => {
+                serde_json::from_str(text).map(Parsed::Json).map_err(|e| format!("schema is not JSON: {e}"))
+            }
+            SchemaType::Protobuf => Err("Protobuf schemas are not supported".into()),
+        }
+    }
+}
+
+/// One incompatibility with one earlier version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The earlier version it concerns.
+    pub version: u32,
+    /// `"backward"` (the new schema cannot read that version's data) or `"forward"`.
+    pub direction: &'static str,
+    pub incompatibility: Incompatibility,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.incompatibility;
+        let who = match self.direction {
+            "backward" => format!("the new schema cannot read version {}", self.version),
+            _ => format!("version {} cannot read the new schema", self.version),
+        };
+        write!(f, "{who}: {} at {}: {}", i.kind, i.location, i.message)
+    }
+}
+
+/// Checks a new schema against a subject's earlier versions (oldest first) under `mode`.
+pub fn check(mode: Mode, new: &Parsed, earlier: &[(u32, Parsed)]) -> Vec<Finding> {
+    let against: &[(u32, Parsed)] = match (mode, earlier) {
+        (Mode::None, _) | (_, []) => &[],
+        (mode, all) if mode.transitive() => all,
+        (_, all) => &all[all.len() - 1..],
+    };
+    let mut findings = Vec::new();
+    for (version, old) in against {
+        if mode.backward() {
+            findings.extend(pair(new, old).into_iter().map(|incompatibility| Finding {
+                version: *version,
+                direction: "backward",
+                incompatibility,
+            }));
+        }
+        if mode.forward() {
+            findings.extend(pair(old, new).into_iter().map(|incompatibility| Finding {
+                version: *version,
+                direction: "forward",
+                incompatibility,
+            }));
+        }
+    }
+    findings
+}
+
+/// Whether `reader` reads what `writer` wrote.
+pub fn pair(reader: &Parsed, writer: &Parsed) -> Vec<Incompatibility> {
+    match (reader, writer) {
+        (Parsed::Avro(r), Parsed::Avro(w)) => avro::check(r, w),
+        (Parsed::Json(r), Parsed::Json(w)) => json_schema::check(r, w),
+        _ => vec![Incompatibility {
+            kind: "SCHEMA_TYPE_CHANGED",
+            location: "/".into(),
+            message: "the schema type changed (Avro ↔ JSON Schema)".into(),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests;
