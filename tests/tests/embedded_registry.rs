@@ -104,3 +104,172 @@ async fn replicas_registering_at_once_agree_on_ids_and_schemas_survive_restarts(
     c.gateway.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confluents_python_client_drives_the_embedded_registry() -> anyhow::Result<()> {
+    let env = replica(&unique_name("_schemas")).await?;
+    let python = sluice_tests::python().await?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/registry_client.py");
+    let mut command = std::process::Command::new(python);
+    command.args([script, &env.registry_url, "orders.placed-value"]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    env.gateway.stop().await?;
+    Ok(())
+}
+
+/// Sends a request to the registry and returns the status and JSON answer.
+async fn call(
+    env: &Env,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut request = env.http.request(method, format!("{}{path}", env.registry_url));
+    if let Some(body) = body {
+        request = request.header("content-type", "application/vnd.schemaregistry.v1+json").body(body.to_string());
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    Ok((status, response.json().await?))
+}
+
+fn order_schema(extra_fields: Value) -> String {
+    let mut schema: Value = serde_json::from_str(ORDER_PLACED).expect("the seed schema is JSON");
+    let extra = extra_fields.as_array().expect("an array of fields").iter().cloned();
+    schema["fields"].as_array_mut().expect("fields").extend(extra);
+    schema.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compatibility_levels_lookups_and_deletes_follow_confluents_api() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let env = replica(&unique_name("_schemas")).await?;
+    let s = "orders-value";
+    env.register(s, "AVRO", ORDER_PLACED).await?;
+
+    // Default BACKWARD: a field without a default is refused, with the reason and location.
+    let required = order_schema(json!([{"name": "channel", "type": "string"}]));
+    let (status, body) =
+        call(&env, Method::POST, &format!("/subjects/{s}/versions"), Some(json!({"schema": required}))).await?;
+    assert_eq!((status, body["error_code"].as_u64()), (StatusCode::CONFLICT, Some(409)), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("READER_FIELD_MISSING_DEFAULT_VALUE") && message.contains("/fields/5"), "{message}");
+
+    let (_, verdict) = call(
+        &env,
+        Method::POST,
+        &format!("/compatibility/subjects/{s}/versions/latest?verbose=true"),
+        Some(json!({"schema": required})),
+    )
+    .await?;
+    assert_eq!(verdict["is_compatible"], false);
+    assert!(verdict["messages"][0].as_str().unwrap().contains("channel"), "{verdict}");
+    let defaulted = order_schema(json!([{"name": "channel", "type": "string", "default": "web"}]));
+    let (_, verdict) =
+        call(&env, Method::POST, &format!("/compatibility/subjects/{s}/versions"), Some(json!({"schema": defaulted})))
+            .await?;
+    assert_eq!(verdict, json!({"is_compatible": true}));
+
+    // Levels: global, per subject, errors.
+    assert_eq!(call(&env, Method::GET, "/config", None).await?.1, json!({"compatibilityLevel": "BACKWARD"}));
+    let (status, body) = call(&env, Method::GET, &format!("/config/{s}"), None).await?;
+    assert_eq!((status, body["error_code"].as_u64()), (StatusCode::NOT_FOUND, Some(40408)));
+    assert_eq!(
+        call(&env, Method::GET, &format!("/config/{s}?defaultToGlobal=true"), None).await?.1["compatibilityLevel"],
+        "BACKWARD"
+    );
+    let (status, body) =
+        call(&env, Method::PUT, &format!("/config/{s}"), Some(json!({"compatibility": "SIDEWAYS"}))).await?;
+    assert_eq!((status, body["error_code"].as_u64()), (StatusCode::UNPROCESSABLE_ENTITY, Some(42203)));
+    assert_eq!(
+        call(&env, Method::PUT, &format!("/config/{s}"), Some(json!({"compatibility": "NONE"}))).await?.1,
+        json!({"compatibility": "NONE"})
+    );
+    let v2 = env.register(s, "AVRO", &required).await?;
+    assert_eq!(
+        call(&env, Method::DELETE, &format!("/config/{s}"), None).await?.1,
+        json!({"compatibilityLevel": "NONE"})
+    );
+    assert_eq!(
+        call(&env, Method::GET, &format!("/config/{s}?defaultToGlobal=true"), None).await?.1["compatibilityLevel"],
+        "BACKWARD"
+    );
+
+    // Lookup by content.
+    let (status, found) =
+        call(&env, Method::POST, &format!("/subjects/{s}"), Some(json!({"schema": required}))).await?;
+    assert_eq!(
+        (status, found["version"].as_u64(), found["id"].as_u64()),
+        (StatusCode::OK, Some(2), Some(u64::from(v2)))
+    );
+    let (status, body) =
+        call(&env, Method::POST, &format!("/subjects/{s}"), Some(json!({"schema": defaulted}))).await?;
+    assert_eq!((status, body["error_code"].as_u64()), (StatusCode::NOT_FOUND, Some(40403)));
+
+    // Deletes: permanent only after soft; soft-deleted versions leave listings, ids stay.
+    let (status, body) = call(&env, Method::DELETE, &format!("/subjects/{s}/versions/2?permanent=true"), None).await?;
+    assert_eq!((status, body["error_code"].as_u64()), (StatusCode::NOT_FOUND, Some(40407)));
+    assert_eq!(call(&env, Method::DELETE, &format!("/subjects/{s}/versions/2"), None).await?.1, json!(2));
+    assert_eq!(call(&env, Method::GET, &format!("/subjects/{s}/versions"), None).await?.1, json!([1]));
+    assert_eq!(call(&env, Method::GET, &format!("/subjects/{s}/versions?deleted=true"), None).await?.1, json!([1, 2]));
+    assert_eq!(call(&env, Method::GET, &format!("/schemas/ids/{v2}"), None).await?.0, StatusCode::OK);
+    let (status, body) = call(&env, Method::DELETE, &format!("/subjects/{s}?permanent=true"), None).await?;
+    assert_eq!((status, body["error_code"].as_u64()), (StatusCode::NOT_FOUND, Some(40405)));
+    assert_eq!(call(&env, Method::DELETE, &format!("/subjects/{s}"), None).await?.1, json!([1]));
+    assert_eq!(call(&env, Method::GET, "/subjects", None).await?.1, json!([]));
+    assert_eq!(call(&env, Method::DELETE, &format!("/subjects/{s}?permanent=true"), None).await?.1, json!([1, 2]));
+    assert_eq!(call(&env, Method::GET, &format!("/schemas/ids/{v2}"), None).await?.1["error_code"], 40403);
+    env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_references_across_subjects_register_produce_and_decode() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let topic = unique_name("customers");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    let env = Env::start_on(
+        RegistryKind::Embedded,
+        &Kafka::shared().bootstrap_servers(),
+        &support::route(&topic, "avro", Some("/id")),
+        "",
+        None,
+    )
+    .await?;
+    let address = json!({"type": "record", "name": "Address", "namespace": "shop",
+        "fields": [{"name": "city", "type": "string"}, {"name": "zip", "type": "string"}]});
+    env.register("shop.Address", "AVRO", &address.to_string()).await?;
+    let customer = json!({"type": "record", "name": "Customer", "namespace": "shop",
+        "fields": [{"name": "id", "type": "string"}, {"name": "home", "type": "Address"},
+                   {"name": "work", "type": ["null", "Address"], "default": null}]});
+    let references = json!([{"name": "shop.Address", "subject": "shop.Address", "version": 1}]);
+    let (status, body) = call(
+        &env,
+        Method::POST,
+        &format!("/subjects/{topic}-value/versions"),
+        Some(json!({"schema": customer.to_string(), "references": references})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, latest) = call(&env, Method::GET, &format!("/subjects/{topic}-value/versions/latest"), None).await?;
+    assert_eq!(latest["references"], references);
+    let (_, users) = call(&env, Method::GET, "/subjects/shop.Address/versions/1/referencedby", None).await?;
+    assert_eq!(users, json!([body["id"]]));
+    let (status, refused) = call(&env, Method::DELETE, "/subjects/shop.Address/versions/1", None).await?;
+    assert_eq!((status, refused["error_code"].as_u64()), (StatusCode::UNPROCESSABLE_ENTITY, Some(42206)), "{refused}");
+
+    let event =
+        json!({"id": "c-1", "home": {"city": "Lyon", "zip": "69001"}, "work": {"city": "Paris", "zip": "75001"}});
+    let reply = env.post(&topic, &event).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let decoded = env.decode_independently(&topic, "avro", 1).await?;
+    assert_eq!(decoded[0]["value"], event, "Confluent's deserializer resolves the reference too");
+    env.gateway.stop().await?;
+    Ok(())
+}

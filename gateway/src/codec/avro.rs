@@ -31,6 +31,7 @@ type NodeId = usize;
 #[derive(Debug)]
 pub struct AvroEncoder {
     nodes: Vec<Node>,
+    root: NodeId,
     schema: Schema,
 }
 
@@ -167,12 +168,26 @@ impl AvroEncoder {
         Self::from_schema(Schema::parse_str(schema_json)?)
     }
 
+    /// Parses and compiles a schema that uses named types defined in `references` (schema
+    /// texts, dependencies first), as registered with Confluent schema references.
+    pub fn compile_with_references(schema_json: &str, references: &[String]) -> Result<Self, CompileError> {
+        if references.is_empty() {
+            return Self::compile(schema_json);
+        }
+        let (schema, referenced) = Schema::parse_str_with_list(schema_json, references)?;
+        let mut compiler = Compiler { nodes: Vec::new(), names: HashMap::new() };
+        for dependency in &referenced {
+            compiler.compile(dependency)?;
+        }
+        let root = compiler.compile(&schema)?;
+        Ok(Self { nodes: compiler.nodes, root, schema })
+    }
+
     /// Compiles an already-parsed schema.
     pub fn from_schema(schema: Schema) -> Result<Self, CompileError> {
         let mut compiler = Compiler { nodes: Vec::new(), names: HashMap::new() };
         let root = compiler.compile(&schema)?;
-        debug_assert_eq!(root, 0, "the root is compiled first");
-        Ok(Self { nodes: compiler.nodes, schema })
+        Ok(Self { nodes: compiler.nodes, root, schema })
     }
 
     /// The parsed schema this encoder was compiled from.
@@ -196,7 +211,7 @@ impl AvroEncoder {
     /// assert_eq!(err.pointer(), "/n");
     /// ```
     pub fn encode(&self, value: &Value, reject_unknown: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        Encoder { nodes: &self.nodes, reject_unknown }.encode(0, value, out)
+        Encoder { nodes: &self.nodes, reject_unknown }.encode(self.root, value, out)
     }
 }
 

@@ -56,6 +56,22 @@ impl Codec {
         }
     }
 
+    /// Compiles a schema whose Avro named types may come from `references` (schema texts,
+    /// dependencies first).
+    pub fn compile_with_references(
+        schema_type: SchemaType,
+        schema: &str,
+        references: &[String],
+    ) -> Result<Self, String> {
+        match (schema_type, references) {
+            (_, []) => Self::compile(schema_type, schema),
+            (SchemaType::Avro, references) => avro::AvroEncoder::compile_with_references(schema, references)
+                .map(Codec::Avro)
+                .map_err(|e| e.to_string()),
+            _ => Err("schema references are supported for Avro schemas only".into()),
+        }
+    }
+
     /// The schema type this codec was compiled from.
     pub fn schema_type(&self) -> SchemaType {
         match self {

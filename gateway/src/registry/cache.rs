@@ -66,20 +66,20 @@ impl SchemaCache {
             }
         };
         match known {
-            Some((known, false)) => self.compiled(known.id, known.version, None),
+            Some((known, false)) => self.compiled(known.id, known.version, None).await,
             Some((stale, true)) => match self.registry.subject_version(subject, version).await {
-                Ok(fresh) => self.remember(key, &fresh),
+                Ok(fresh) => self.remember(key, &fresh).await,
                 Err(error) => {
                     tracing::warn!(subject, error = %error, id = stale.id, "registry refresh failed; keeping the known schema");
                     if let Some(known) = lock(&self.subjects).get_mut(&key) {
                         known.refreshing = false;
                     }
-                    self.compiled(stale.id, stale.version, None)
+                    self.compiled(stale.id, stale.version, None).await
                 }
             },
             None => {
                 let fresh = self.registry.subject_version(subject, version).await?;
-                self.remember(key, &fresh)
+                self.remember(key, &fresh).await
             }
         }
     }
@@ -90,13 +90,17 @@ impl SchemaCache {
             return Ok(codec.clone());
         }
         let schema = self.registry.schema_by_id(id).await?;
-        let codec = Arc::new(Codec::compile(schema.schema_type, &schema.schema).map_err(RegistryError::InvalidSchema)?);
+        let references = self.registry.reference_texts(&schema.references).await?;
+        let codec = Arc::new(
+            Codec::compile_with_references(schema.schema_type, &schema.schema, &references)
+                .map_err(RegistryError::InvalidSchema)?,
+        );
         lock(&self.codecs).insert(id, codec.clone());
         Ok(codec)
     }
 
-    fn remember(&self, key: (String, VersionSpec), fresh: &SubjectVersion) -> Result<Resolved, RegistryError> {
-        let resolved = self.compiled(fresh.id, fresh.version, Some(fresh))?;
+    async fn remember(&self, key: (String, VersionSpec), fresh: &SubjectVersion) -> Result<Resolved, RegistryError> {
+        let resolved = self.compiled(fresh.id, fresh.version, Some(fresh)).await?;
         let previous = lock(&self.subjects).insert(
             key.clone(),
             Known { id: fresh.id, version: fresh.version, fetched: Instant::now(), refreshing: false },
@@ -112,18 +116,19 @@ impl SchemaCache {
         Ok(resolved)
     }
 
-    fn compiled(&self, id: u32, version: u32, source: Option<&SubjectVersion>) -> Result<Resolved, RegistryError> {
+    async fn compiled(
+        &self,
+        id: u32,
+        version: u32,
+        source: Option<&SubjectVersion>,
+    ) -> Result<Resolved, RegistryError> {
         if let Some(codec) = lock(&self.codecs).get(&id) {
             return Ok(Resolved { id, version, codec: codec.clone() });
         }
         let source = source.ok_or(RegistryError::SchemaNotFound(id))?;
-        if !source.references.is_empty() {
-            return Err(RegistryError::InvalidSchema(format!(
-                "schema {id} uses references, which Sluice cannot resolve yet"
-            )));
-        }
+        let references = self.registry.reference_texts(&source.references).await?;
         let codec = Arc::new(
-            Codec::compile(source.schema_type, &source.schema)
+            Codec::compile_with_references(source.schema_type, &source.schema, &references)
                 .map_err(|e| RegistryError::InvalidSchema(format!("schema {id} cannot be used: {e}")))?,
         );
         lock(&self.codecs).insert(id, codec.clone());

@@ -43,6 +43,37 @@ impl Registry {
         }
     }
 
+    /// The texts of the schemas `references` name (recursively), dependencies first.
+    pub async fn reference_texts(&self, references: &[types::Reference]) -> Result<Vec<String>, RegistryError> {
+        match self {
+            Registry::Embedded(embedded) => embedded.reference_texts(references),
+            Registry::Remote(remote) => {
+                let mut out = Vec::new();
+                // Depth-first, iteratively: (reference, whether its own references are done).
+                let mut stack: Vec<(types::Reference, bool)> =
+                    references.iter().rev().cloned().map(|r| (r, false)).collect();
+                let mut steps = 0;
+                while let Some((reference, expanded)) = stack.pop() {
+                    steps += 1;
+                    if steps > 1000 {
+                        return Err(RegistryError::InvalidSchema("schema references are too deep or cyclic".into()));
+                    }
+                    let found =
+                        remote.subject_version(&reference.subject, VersionSpec::Number(reference.version)).await?;
+                    if expanded || found.references.is_empty() {
+                        if !out.contains(&found.schema) {
+                            out.push(found.schema);
+                        }
+                    } else {
+                        stack.push((reference, true));
+                        stack.extend(found.references.iter().rev().cloned().map(|r| (r, false)));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Whether the registry can answer now (for `/readyz`).
     pub async fn ping(&self) -> Result<(), RegistryError> {
         match self {

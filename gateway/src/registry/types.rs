@@ -84,6 +84,18 @@ pub enum RegistryError {
     SchemaNotFound(u32),
     #[error("invalid schema: {0}")]
     InvalidSchema(String),
+    #[error("the schema is incompatible with subject '{subject}' under {mode}: {}", findings.join("; "))]
+    Incompatible { subject: String, mode: String, findings: Vec<String> },
+    #[error("{0}")]
+    InvalidCompatibility(String),
+    #[error("subject '{0}' must be soft-deleted before it is permanently deleted")]
+    SubjectNotSoftDeleted(String),
+    #[error("version {version} of subject '{subject}' must be soft-deleted before it is permanently deleted")]
+    VersionNotSoftDeleted { subject: String, version: u32 },
+    #[error("subject '{0}' has no compatibility level of its own")]
+    SubjectConfigNotFound(String),
+    #[error("version {version} of subject '{subject}' is referenced by schemas {ids:?}")]
+    ReferencedBy { subject: String, version: u32, ids: Vec<u32> },
     #[error("schema registry unavailable: {0}")]
     Unavailable(String),
     #[error("schema registry answered {status}: {message}")]

@@ -223,10 +223,7 @@ impl<'s> Checker<'s> {
                     return;
                 }
                 for (i, field) in rr.fields.iter().enumerate() {
-                    let written = wr
-                        .fields
-                        .iter()
-                        .find(|w| w.name == field.name || field.aliases.contains(&w.name));
+                    let written = wr.fields.iter().find(|w| w.name == field.name || field.aliases.contains(&w.name));
                     match written {
                         Some(written) => self.compare(&field.schema, &written.schema, format!("{at}/fields/{i}/type")),
                         None if field.default.is_some() => {}
