@@ -67,6 +67,8 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
             name: TOPIC.into(),
             format: Format::Avro,
             subject: None,
+            subject_strategy: Default::default(),
+            record: None,
             schema_version: Default::default(),
             key: Some("/order_id".into()),
             ack: Default::default(),

@@ -65,4 +65,18 @@ fn dev_mode_serves_the_readme_example() {
         (answer["status"].as_u64(), &answer["errors"][0]["pointer"]),
         (Some(422), &serde_json::json!("/total_cents"))
     );
+
+    // The schema CI commands of the README, as written, against the dev gateway's registry.
+    let schema_ci = readme_block("schema-ci")
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("sluice schema", &format!("{} schema", env!("CARGO_BIN_EXE_sluice")));
+    let output = Command::new("sh")
+        .args(["-ec", &schema_ci])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("sh runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("ok: deploy/examples/schemas/order-placed-v2.avsc is compatible"), "{printed}");
+    assert!(printed.contains("with id 2"), "{printed}");
 }

@@ -501,3 +501,46 @@ async fn readyz_reports_kafka_and_the_registry() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pinned_routes_keep_their_version_and_record_name_strategies_find_their_subject() -> anyhow::Result<()> {
+    for kind in BOTH {
+        let (latest, pinned) = (unique_name("latest"), unique_name("pinned"));
+        for topic in [&latest, &pinned] {
+            Kafka::shared().create_topic(topic, 1, &[]).await?;
+        }
+        // Both routes share one subject named after the record, as RecordNameStrategy does.
+        let record = format!("dev.sluice.examples.OrderPlaced{}", unique_name("").replace('-', ""));
+        let routes = format!(
+            "{}subject_strategy = \"record\"\nrecord = \"{record}\"\n\n{}subject_strategy = \"topic-record\"\nrecord = \"{record}\"\nschema_version = 1\n",
+            route(&latest, "avro", Some("/order_id")),
+            route(&pinned, "avro", Some("/order_id")),
+        );
+        let env = Env::start(kind, &routes).await?;
+        let v1 = env.register(&record, "AVRO", ORDER_PLACED).await?;
+        env.register(&format!("{pinned}-{record}"), "AVRO", ORDER_PLACED).await?;
+        let v2_schema = include_str!("../../deploy/examples/schemas/order-placed-v2.avsc");
+        let v2 = env.register(&record, "AVRO", v2_schema).await?;
+        let pinned_v2 = env.register(&format!("{pinned}-{record}"), "AVRO", v2_schema).await?;
+        assert_ne!(v1, v2);
+
+        // Wait for the latest route to move to v2: the cache TTL has then passed for both.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let reply = env.post(&latest, &order("l")).await?;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            if reply.body["results"][0]["schema_id"] == v2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{kind:?}: the latest route never moved to v2");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reply = env.post(&pinned, &order("p")).await?;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let used = reply.body["results"][0]["schema_id"].as_u64();
+        assert_ne!(used, Some(u64::from(pinned_v2)), "{kind:?}: the pinned route moved to v2");
+        assert_eq!(env.latest_id(&format!("{pinned}-{record}")).await?, pinned_v2);
+        env.gateway.stop().await?;
+    }
+    Ok(())
+}

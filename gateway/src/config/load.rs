@@ -191,7 +191,7 @@ fn join(prefix: &str, segments: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Ack, Format, SchemaVersion};
+    use crate::config::{Ack, Format, SchemaVersion, TopicConfig};
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -226,6 +226,43 @@ mod tests {
         assert_eq!(config.topics[0].schema_version, SchemaVersion::Latest);
         assert_eq!(config.topics[0].format, Format::Avro);
         assert_eq!(config.topics[1].ack, Ack::FireAndForget);
+    }
+
+    #[test]
+    fn subjects_follow_confluents_name_strategies() {
+        let config = load_str(
+            r#"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[topics]]
+            name = "a"
+            format = "avro"
+            [[topics]]
+            name = "b"
+            format = "avro"
+            subject_strategy = "record"
+            record = "shop.OrderPlaced"
+            [[topics]]
+            name = "c"
+            format = "avro"
+            subject_strategy = "topic-record"
+            record = "shop.OrderPlaced"
+            [[topics]]
+            name = "d"
+            format = "json-schema"
+            subject = "shared-{topic}"
+            "#,
+            no_env,
+        )
+        .unwrap();
+        let subjects: Vec<String> = config.topics.iter().map(TopicConfig::subject).collect();
+        assert_eq!(subjects, ["a-value", "shop.OrderPlaced", "c-shop.OrderPlaced", "shared-d"]);
+        let problems = load_str(
+            "[kafka]\nbootstrap_servers = \"k\"\n[[topics]]\nname = \"a\"\nformat = \"avro\"\nsubject_strategy = \"record\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert_eq!(problems[0].path, "topics[0].record");
     }
 
     #[test]

@@ -283,9 +283,15 @@ pub struct TopicConfig {
     pub name: String,
     /// `avro`, `json-schema` or `json` (schemaless: any JSON object is produced as it is).
     pub format: Format,
-    /// Registry subject of the value schema; `{topic}` is replaced by the name. Default
-    /// `{topic}-value` (Confluent's topic name strategy).
+    /// Registry subject of the value schema, written out; `{topic}` is replaced by the name.
+    /// Without it the subject follows `subject_strategy`.
     pub subject: Option<String>,
+    /// How the subject is named, as Confluent's serializers do: `topic` (default,
+    /// `{topic}-value`), `record` (`{record}`) or `topic-record` (`{topic}-{record}`).
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
+    /// The fully qualified record name, for the `record` and `topic-record` strategies.
+    pub record: Option<String>,
     /// `"latest"` (default; follows new versions within the registry cache TTL) or a version
     /// number (pinned).
     #[serde(default)]
@@ -305,10 +311,31 @@ pub struct TopicConfig {
 }
 
 impl TopicConfig {
-    /// The subject after the `{topic}` placeholder is replaced.
+    /// The registry subject of this route's value schema.
     pub fn subject(&self) -> String {
-        self.subject.as_deref().unwrap_or("{topic}-value").replace("{topic}", &self.name)
+        if let Some(subject) = &self.subject {
+            return subject.replace("{topic}", &self.name);
+        }
+        let record = self.record.as_deref().unwrap_or_default();
+        match self.subject_strategy {
+            SubjectStrategy::Topic => format!("{}-value", self.name),
+            SubjectStrategy::Record => record.to_owned(),
+            SubjectStrategy::TopicRecord => format!("{}-{record}", self.name),
+        }
     }
+}
+
+/// Confluent's subject name strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategy {
+    /// `TopicNameStrategy`: `{topic}-value`.
+    #[default]
+    Topic,
+    /// `RecordNameStrategy`: the record's full name, shared by every topic carrying it.
+    Record,
+    /// `TopicRecordNameStrategy`: `{topic}-{record}`.
+    TopicRecord,
 }
 
 /// How events on a route are encoded.

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::{Format, HttpConfig, KafkaConfig, Problem, RegistryConfig, SchemaVersion, TopicConfig, UnknownFields};
+use super::{
+    Format, HttpConfig, KafkaConfig, Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TopicConfig,
+    UnknownFields,
+};
 
 /// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
 /// (idempotent `acks=all` delivery, Java-compatible partitioning, no topic auto-creation).
@@ -157,6 +160,19 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
             && subject.trim().is_empty()
         {
             problems.push(Problem::new(at("subject"), "must not be empty"));
+        }
+        match (topic.subject_strategy, &topic.record, &topic.subject) {
+            (SubjectStrategy::Topic, Some(_), _) => {
+                problems.push(Problem::new(at("record"), "only used by the record and topic-record subject strategies"))
+            }
+            (SubjectStrategy::Record | SubjectStrategy::TopicRecord, None, _) => problems.push(Problem::new(
+                at("record"),
+                "required by the record and topic-record subject strategies (the record's full name)",
+            )),
+            (SubjectStrategy::Record | SubjectStrategy::TopicRecord, _, Some(_)) => {
+                problems.push(Problem::new(at("subject"), "give either subject or subject_strategy, not both"))
+            }
+            _ => {}
         }
         if let Some(key) = &topic.key
             && let Err(why) = check_pointer(key)

@@ -79,6 +79,43 @@ impl RemoteRegistry {
         Ok(id.id)
     }
 
+    /// `GET /subjects/{subject}/versions`; an unknown subject has none.
+    pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        let found = self
+            .call(Method::GET, &["subjects", subject, "versions"], None, |code| match code {
+                40401 => Some(RegistryError::SubjectNotFound(subject.to_owned())),
+                _ => None,
+            })
+            .await;
+        match found {
+            Err(RegistryError::SubjectNotFound(_)) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// The compatibility level that applies to a subject: its own, else the global one.
+    pub async fn compatibility_level(&self, subject: &str) -> Result<String, RegistryError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Level {
+            compatibility_level: String,
+        }
+        let own: Result<Level, _> = self
+            .call(Method::GET, &["config", subject], None, |code| match code {
+                40401 | 40408 => Some(RegistryError::SubjectNotFound(subject.to_owned())),
+                _ => None,
+            })
+            .await;
+        match own {
+            Ok(level) => Ok(level.compatibility_level),
+            Err(RegistryError::SubjectNotFound(_) | RegistryError::Unexpected { status: 404, .. }) => {
+                let global: Level = self.call(Method::GET, &["config"], None, |_| None).await?;
+                Ok(global.compatibility_level)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// `GET /subjects`: the cheapest call that proves the registry answers.
     pub async fn ping(&self) -> Result<(), RegistryError> {
         let _: Vec<String> = self.call(Method::GET, &["subjects"], None, |_| None).await?;

@@ -2,6 +2,7 @@
 //! that turns a route's subject and version into a compiled codec.
 
 pub mod cache;
+pub mod check;
 pub mod client;
 pub mod compat;
 pub mod embedded;
