@@ -6,7 +6,7 @@
 //!   double; long → float, double; float → double; string ↔ bytes); logical types are compared by
 //!   their underlying type, as Avro does;
 //! - named types (record, enum, fixed) must have the same unqualified name, or the reader must
-//!   list the writer's name among its aliases;
+//!   list the writer's full name among its aliases (qualified with the reader's namespace);
 //! - every reader field must be in the writer (by name or one of the reader field's aliases) or
 //!   have a default; writer fields the reader lacks are skipped;
 //! - every writer enum symbol must be a reader symbol, unless the reader enum has a default;
@@ -277,8 +277,14 @@ impl<'s> Checker<'s> {
     }
 }
 
+/// Avro's name rule (as its Java checker applies it): the unqualified names match, or one of
+/// the reader's aliases, qualified with the reader's namespace, is the writer's full name.
 fn same_name(reader: &Name, aliases: &Option<&Vec<apache_avro::schema::Alias>>, writer: &Name) -> bool {
-    reader.name() == writer.name() || aliases.is_some_and(|aliases| aliases.iter().any(|a| a.name() == writer.name()))
+    reader.name() == writer.name()
+        || aliases.is_some_and(|aliases| {
+            let writer_full = writer.fullname(None);
+            aliases.iter().any(|a| a.fullname(reader.namespace()) == writer_full)
+        })
 }
 
 /// Named types by full name, for resolving references.

@@ -116,8 +116,7 @@ fn enumeration(name: &str, symbols: &[&str]) -> Value {
     json!({"type": "enum", "name": name, "symbols": symbols})
 }
 
-#[test]
-fn avro_evolution_cases() {
+fn avro_cases() -> Vec<Case> {
     let a = field("a", json!("string"));
     let nested = |fields: Value| {
         record(json!([a.clone(), field("address", json!({"type": "record", "name": "Address", "fields": fields}))]))
@@ -215,8 +214,15 @@ fn avro_evolution_cases() {
         case(
             "rename the record with an alias",
             one(json!("int")),
-            json!({"type": "record", "name": "S", "aliases": ["R"], "fields": [field("a", json!("int"))]}),
+            json!({"type": "record", "name": "S", "namespace": "t", "aliases": ["R"], "fields": [field("a", json!("int"))]}),
             Ok,
+            No("NAME_MISMATCH"),
+        ),
+        case(
+            "rename the record with an alias in the wrong namespace",
+            one(json!("int")),
+            json!({"type": "record", "name": "S", "aliases": ["R"], "fields": [field("a", json!("int"))]}),
+            No("NAME_MISMATCH"),
             No("NAME_MISMATCH"),
         ),
         case(
@@ -398,8 +404,55 @@ fn avro_evolution_cases() {
             At("TYPE_MISMATCH", "/fields/2/type"),
         ),
     ];
+    cases.into()
+}
+
+#[test]
+fn avro_evolution_cases() {
+    let cases = avro_cases();
     assert!(cases.len() >= 40, "{} Avro cases", cases.len());
     verify(SchemaType::Avro, &cases);
+}
+
+/// Avro's own checker (Java `SchemaCompatibility`, run by Apicurio Registry) must agree with
+/// every case on whether it is compatible, so the table is not only our own reading of the spec.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_cases_agree_with_avros_java_checker_in_apicurio() {
+    let url = tokio::task::spawn_blocking(|| sluice_tests::Apicurio::shared().ccompat_url()).await.expect("apicurio");
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: String, body: Value| {
+        let request = http
+            .request(method, format!("{url}{path}"))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("apicurio answers");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "{path}: {status} {body}");
+            body
+        }
+    };
+    let mut disagreements = Vec::new();
+    for case in avro_cases() {
+        let subject = sluice_tests::unique_name("compat");
+        send(reqwest::Method::POST, format!("/subjects/{subject}/versions"), json!({"schema": case.old.to_string()}))
+            .await;
+        for (level, expect) in [("BACKWARD", case.backward), ("FORWARD", case.forward)] {
+            send(reqwest::Method::PUT, format!("/config/{subject}"), json!({"compatibility": level})).await;
+            let verdict = send(
+                reqwest::Method::POST,
+                format!("/compatibility/subjects/{subject}/versions/latest"),
+                json!({"schema": case.new.to_string()}),
+            )
+            .await;
+            let ours = matches!(expect, Ok);
+            if verdict["is_compatible"] != json!(ours) {
+                disagreements.push(format!("{} under {level}: we say {ours}, Avro says {verdict}", case.name));
+            }
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
 
 #[test]

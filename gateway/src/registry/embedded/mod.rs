@@ -100,14 +100,12 @@ impl EmbeddedRegistry {
     pub async fn catch_up(&self) -> Result<(), RegistryError> {
         let (meta, topic) = (self.meta.clone(), self.topic.clone());
         let (_, high) = tokio::task::spawn_blocking(move || {
-            // A topic created a moment ago may not be known to the broker answering yet.
+            // A topic created a moment ago may not have a leader known to this client yet:
+            // librdkafka reports that as an unknown topic or partition, or a missing leader.
             let mut attempt = 0;
             loop {
                 match meta.fetch_watermarks(&topic, 0, KAFKA_TIMEOUT) {
-                    Err(error)
-                        if attempt < 10
-                            && error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
-                    {
+                    Err(error) if attempt < 50 && is_settling(&error) => {
                         attempt += 1;
                         std::thread::sleep(Duration::from_millis(200));
                     }
@@ -554,6 +552,20 @@ fn parse_versions(state: &State, versions: &[SubjectVersion]) -> Result<Vec<(u32
             })
         })
         .collect()
+}
+
+/// Errors a newly created topic gives until its partition leader is known everywhere.
+fn is_settling(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+        )
+    )
 }
 
 fn unavailable(error: rdkafka::error::KafkaError) -> RegistryError {
