@@ -1,6 +1,7 @@
 //! Kafka clients: the shared client settings, broker health, the producer and topic checks.
 
 pub mod health;
+pub mod log;
 pub mod producer;
 pub mod topics;
 
