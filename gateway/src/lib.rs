@@ -10,6 +10,7 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod kafka;
+pub mod plugin;
 pub mod produce;
 pub mod registry;
 pub mod route;

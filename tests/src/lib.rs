@@ -37,6 +37,7 @@
 mod apicurio;
 mod cache;
 mod kafka;
+mod plugins;
 mod process;
 mod python;
 mod shared;
@@ -44,6 +45,7 @@ mod shared;
 pub use apicurio::Apicurio;
 pub use cache::cache_dir;
 pub use kafka::{Kafka, consume_all};
+pub use plugins::plugin_wasm;
 pub use python::python;
 
 /// A name no other test has used, for topics and subjects on a shared

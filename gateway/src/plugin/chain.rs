@@ -1,0 +1,1 @@
+//! Running a route's plugins over a batch (to come).

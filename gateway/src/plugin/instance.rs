@@ -1,0 +1,398 @@
+//! A loaded plugin version: compiled once, instantiated from its `InstancePre`, pooled, and
+//! called under its limits. A call that fails discards its instance — a trapped instance cannot
+//! be re-entered — and the next call gets a fresh one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, Action, Decision, Delivery, Event, Failure, Hooks, Info, Level, Plugin, PluginPre};
+use super::engine::EPOCH_TICK;
+
+/// What an operator lets a plugin do, and its limits.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    /// Time limit per call.
+    pub timeout: Duration,
+    /// Linear memory limit per instance.
+    pub memory_bytes: usize,
+    /// Limit on the bytes a call may answer with (values, keys, headers, reasons).
+    pub max_output_bytes: usize,
+    /// Values `config-get` returns.
+    pub config: BTreeMap<String, String>,
+    /// Environment variables the plugin sees (none by default).
+    pub env: BTreeMap<String, String>,
+    /// Whether the plugin's stdout and stderr reach the gateway's (discarded by default).
+    pub stdio: bool,
+    /// Whether the plugin may open network connections and resolve names (no by default).
+    pub network: bool,
+    /// Host directories the plugin may read, by the path it sees them at (none by default).
+    pub dirs: BTreeMap<String, String>,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(50),
+            memory_bytes: 64 << 20,
+            max_output_bytes: 4 << 20,
+            config: BTreeMap::new(),
+            env: BTreeMap::new(),
+            stdio: false,
+            network: false,
+            dirs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a plugin call did not produce usable decisions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {plugin} ran longer than its {limit_ms} ms limit")]
+    Timeout { plugin: String, limit_ms: u64 },
+    #[error("plugin {plugin} exceeded its memory limit of {limit_bytes} bytes")]
+    Memory { plugin: String, limit_bytes: usize },
+    #[error("plugin {plugin} trapped: {message}")]
+    Trap { plugin: String, message: String },
+    #[error("plugin {plugin} answered badly: {message}")]
+    BadOutput { plugin: String, message: String },
+    #[error("plugin {plugin} could not be instantiated: {message}")]
+    Instantiate { plugin: String, message: String },
+}
+
+impl PluginError {
+    /// A short stable name for the kind of failure (logs, headers, metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::Memory { .. } => "memory",
+            PluginError::Trap { .. } => "trap",
+            PluginError::BadOutput { .. } => "bad-output",
+            PluginError::Instantiate { .. } => "instantiate",
+        }
+    }
+}
+
+/// Per-store host state: WASI (granted per plugin), limits, and what host imports need.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: Limits,
+    plugin: Arc<Identity>,
+}
+
+/// Memory and table limits that remember whether they refused growth, so a trap after a refused
+/// allocation is reported as the memory limit it is.
+struct Limits {
+    memory_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_bytes;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState").field("plugin", &self.plugin.name).finish_non_exhaustive()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::sluice::plugin::types::Host for HostState {}
+
+impl bindings::sluice::plugin::host::Host for HostState {
+    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let (plugin, version) = (self.plugin.name.as_str(), self.plugin.version.as_str());
+        let fields: BTreeMap<String, String> = fields.into_iter().collect();
+        match level {
+            Level::Trace => tracing::trace!(plugin, version, ?fields, "{message}"),
+            Level::Debug => tracing::debug!(plugin, version, ?fields, "{message}"),
+            Level::Info => tracing::info!(plugin, version, ?fields, "{message}"),
+            Level::Warn => tracing::warn!(plugin, version, ?fields, "{message}"),
+            Level::Error => tracing::error!(plugin, version, ?fields, "{message}"),
+        }
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        let mut counters = self.plugin.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        *counters.entry(name).or_default() += delta;
+    }
+
+    fn config_get(&mut self, key: String) -> Option<String> {
+        self.plugin.grants.config.get(&key).cloned()
+    }
+}
+
+/// Who a plugin version is, for host imports and messages.
+#[derive(Debug)]
+struct Identity {
+    name: String,
+    version: String,
+    grants: Grants,
+    counters: Mutex<HashMap<String, u64>>,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: Plugin,
+}
+
+/// Idle instances kept per plugin version.
+const POOL_SIZE: usize = 16;
+
+/// One version of one plugin, ready to call.
+pub struct LoadedPlugin {
+    identity: Arc<Identity>,
+    engine: Engine,
+    pre: PluginPre<HostState>,
+    info: Info,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.identity.name)
+            .field("version", &self.identity.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// Links a compiled component against the plugin world, checks it fits (imports only what
+    /// Sluice offers, exports every hook with the right types), and asks it to describe itself.
+    pub fn new(
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        component: &Component,
+        name: &str,
+        version: &str,
+        grants: Grants,
+    ) -> Result<Self, String> {
+        let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+        let pre = PluginPre::new(pre).map_err(|e| format!("the component does not export the plugin world: {e:#}"))?;
+        let identity =
+            Arc::new(Identity { name: name.into(), version: version.into(), grants, counters: Mutex::default() });
+        let mut plugin = Self {
+            identity,
+            engine: engine.clone(),
+            pre,
+            info: Info { name: String::new(), version: String::new(), hooks: Hooks::empty() },
+            idle: Mutex::default(),
+        };
+        plugin.info = plugin.call(|p, store| p.call_describe(store)).map_err(|e| e.to_string())?;
+        Ok(plugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    /// The content hash this version goes by.
+    pub fn version(&self) -> &str {
+        &self.identity.version
+    }
+
+    /// What the plugin said about itself.
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    pub fn implements(&self, hook: Hooks) -> bool {
+        self.info.hooks.contains(hook)
+    }
+
+    /// Counters the plugin has added to through `counter-add`.
+    pub fn counters(&self) -> HashMap<String, u64> {
+        self.identity.counters.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Produce path: one action per event.
+    pub fn on_produce(&self, events: &[Event]) -> Result<Vec<Action>, PluginError> {
+        let actions = self.call(|p, store| p.call_on_produce(store, events))?;
+        self.check_count(actions.len(), events.len())?;
+        self.check_size(actions.iter().map(action_size).sum())?;
+        Ok(actions)
+    }
+
+    /// Consume path: one delivery decision per event.
+    pub fn on_consume(&self, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
+        let decisions = self.call(|p, store| p.call_on_consume(store, events))?;
+        self.check_count(decisions.len(), events.len())?;
+        Ok(decisions)
+    }
+
+    /// A failed delivery: what to do next.
+    pub fn on_failure(&self, failure: &Failure) -> Result<Decision, PluginError> {
+        self.call(|p, store| p.call_on_failure(store, failure))
+    }
+
+    fn check_count(&self, got: usize, expected: usize) -> Result<(), PluginError> {
+        if got == expected {
+            Ok(())
+        } else {
+            Err(PluginError::BadOutput {
+                plugin: self.label(),
+                message: format!("{got} decisions for {expected} events"),
+            })
+        }
+    }
+
+    fn check_size(&self, bytes: usize) -> Result<(), PluginError> {
+        let limit = self.identity.grants.max_output_bytes;
+        if bytes <= limit {
+            Ok(())
+        } else {
+            Err(PluginError::BadOutput {
+                plugin: self.label(),
+                message: format!("answered with {bytes} bytes, over its limit of {limit}"),
+            })
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("{}@{}", self.identity.name, self.identity.version)
+    }
+
+    /// Runs `f` on a pooled (or fresh) instance under the time limit; a failed instance is
+    /// dropped, a good one goes back to the pool.
+    fn call<R>(&self, f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, PluginError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut instance = match idle {
+            Some(instance) => instance,
+            None => self.instantiate()?,
+        };
+        let grants = &self.identity.grants;
+        let ticks = grants.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        // One tick more: the first may end at once, as the epoch thread ticks independently.
+        instance.store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+        match f(&instance.bindings, &mut instance.store) {
+            Ok(result) => {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < POOL_SIZE {
+                    idle.push(instance);
+                }
+                Ok(result)
+            }
+            Err(error) => {
+                let failure = self.classify(&error, instance.store.data().limits.refused);
+                tracing::warn!(
+                    plugin = self.identity.name,
+                    version = self.identity.version,
+                    kind = failure.kind(),
+                    error = %failure,
+                    "plugin call failed; its instance is discarded"
+                );
+                Err(failure)
+            }
+        }
+    }
+
+    fn classify(&self, error: &wasmtime::Error, memory_refused: bool) -> PluginError {
+        let plugin = self.label();
+        let grants = &self.identity.grants;
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                PluginError::Timeout { plugin, limit_ms: u64::try_from(grants.timeout.as_millis()).unwrap_or(u64::MAX) }
+            }
+            _ if memory_refused => PluginError::Memory { plugin, limit_bytes: grants.memory_bytes },
+            Some(trap) => PluginError::Trap { plugin, message: format!("{trap}") },
+            None => PluginError::Trap { plugin, message: format!("{error:#}") },
+        }
+    }
+
+    fn instantiate(&self) -> Result<Instance, PluginError> {
+        let grants = &self.identity.grants;
+        let wasi =
+            wasi_context(grants).map_err(|message| PluginError::Instantiate { plugin: self.label(), message })?;
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: Limits { memory_bytes: grants.memory_bytes, refused: false },
+            plugin: self.identity.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        // Instantiation runs the component's start code: it gets the same time limit.
+        let ticks = grants.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+        let bindings = self.pre.instantiate(&mut store).map_err(|error| {
+            let memory_refused = store.data().limits.refused;
+            match self.classify(&error, memory_refused) {
+                PluginError::Trap { plugin, message } => PluginError::Instantiate { plugin, message },
+                other => other,
+            }
+        })?;
+        Ok(Instance { store, bindings })
+    }
+}
+
+/// The linker every plugin is checked and instantiated against: WASI 0.2 (its capabilities
+/// granted per plugin through the context) and Sluice's host interface.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+fn wasi_context(grants: &Grants) -> Result<WasiCtx, String> {
+    let mut builder = WasiCtxBuilder::new();
+    for (key, value) in &grants.env {
+        builder.env(key, value);
+    }
+    if grants.stdio {
+        builder.inherit_stdout().inherit_stderr();
+    }
+    if grants.network {
+        builder.inherit_network().allow_ip_name_lookup(true);
+    }
+    for (guest, host) in &grants.dirs {
+        builder
+            .preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| format!("cannot open {host} for the plugin: {e}"))?;
+    }
+    Ok(builder.build())
+}
+
+fn changes_size(changes: &bindings::Changes) -> usize {
+    changes.value.as_ref().map_or(0, Vec::len)
+        + changes.key.as_ref().map_or(0, Vec::len)
+        + changes.headers.as_ref().map_or(0, |h| h.iter().map(|h| h.key.len() + h.value.len()).sum())
+}
+
+fn event_size(event: &Event) -> usize {
+    event.topic.len()
+        + event.value.len()
+        + event.key.as_ref().map_or(0, Vec::len)
+        + event.headers.iter().map(|h| h.key.len() + h.value.len()).sum::<usize>()
+}
+
+fn action_size(action: &Action) -> usize {
+    match action {
+        Action::Accept => 0,
+        Action::Modify(changes) => changes_size(changes),
+        Action::Drop(reason) | Action::Reject(reason) | Action::DeadLetter(reason) => reason.len(),
+        Action::Reroute(to) => to.topic.len() + to.changes.as_ref().map_or(0, changes_size),
+        Action::FanOut(events) => events.iter().map(event_size).sum(),
+    }
+}

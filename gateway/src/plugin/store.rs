@@ -1,0 +1,1 @@
+//! Uploaded plugin versions kept in Kafka (to come).

@@ -1,0 +1,45 @@
+//! The example plugins and hostile fixtures of `plugins/`, built for `wasm32-wasip2` once per
+//! test process (and kept by cargo between runs).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, bail};
+
+/// The built component of a plugin crate of `plugins/` (`noop`, `redact`, `infinite-loop`, …).
+///
+/// # Panics
+/// If the plugins cannot be built: a precondition of the test, with cargo's output.
+pub fn plugin_wasm(crate_name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = match BUILT.get_or_init(|| build().map_err(|e| format!("{e:#}"))) {
+        Ok(dir) => dir,
+        Err(error) => panic!("building the test plugins failed: {error}"),
+    };
+    let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.is_file(), "no plugin {crate_name} at {}", path.display());
+    path
+}
+
+fn build() -> anyhow::Result<PathBuf> {
+    let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins"));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("plugins"),
+        None => crate::cache_dir()?.join("plugin-target"),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(workspace.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .context("running cargo")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build of plugins/ failed (is the wasm32-wasip2 target installed? tests/run.sh installs it):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(target.join("wasm32-wasip2").join("release"))
+}
