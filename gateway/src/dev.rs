@@ -73,7 +73,13 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
             key: Some("/order_id".into()),
             ack: Default::default(),
             unknown_fields: Default::default(),
+            plugins: Vec::new(),
+            on_plugin_error: Default::default(),
+            dead_letter_topic: None,
         }],
+        plugins: Vec::new(),
+        plugin_host: Default::default(),
+        admin: None,
     }
 }
 

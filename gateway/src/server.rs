@@ -11,8 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::http::{AppState, app};
+use crate::kafka::client_config;
+use crate::kafka::log::CompactedLog;
 use crate::kafka::producer::Producer;
 use crate::kafka::topics::Topics;
+use crate::plugin::store::Plugins;
+use crate::plugin::{EngineLimits, PluginHost};
 use crate::produce::Pipeline;
 use crate::registry::client::RemoteRegistry;
 use crate::registry::embedded::EmbeddedRegistry;
@@ -28,9 +32,10 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     state: Arc<AppState>,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: JoinHandle<std::io::Result<()>>,
+    shutdown: Vec<oneshot::Sender<()>>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
 /// A gateway connected to Kafka and its registry, not yet listening.
@@ -58,17 +63,22 @@ impl Prepared {
             .await
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let router = app(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = signal.await;
-                })
-                .await
-        });
+        let mut gateway =
+            Gateway { addr, admin_addr: None, state: state.clone(), shutdown: Vec::new(), servers: Vec::new() };
+        gateway.serve(listener, app(state.clone()));
         tracing::info!(%addr, routes = state.routes.len(), "listening");
-        Ok(Gateway { addr, state, shutdown: Some(shutdown), server })
+        if let Some(admin) = &config.admin {
+            let listener =
+                TcpListener::bind(admin.listen).await.with_context(|| format!("cannot listen on {}", admin.listen))?;
+            let admin_addr = listener.local_addr()?;
+            gateway.serve(
+                listener,
+                crate::http::admin::router(state.plugins.clone(), &admin.token, admin.max_upload_bytes),
+            );
+            gateway.admin_addr = Some(admin_addr);
+            tracing::info!(addr = %admin_addr, "admin API listening");
+        }
+        Ok(gateway)
     }
 }
 
@@ -83,16 +93,35 @@ impl Gateway {
         self.addr
     }
 
+    /// The address of the admin listener, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    fn serve(&mut self, listener: TcpListener, router: axum::Router) {
+        let (shutdown, signal) = oneshot::channel::<()>();
+        self.shutdown.push(shutdown);
+        self.servers.push(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = signal.await;
+                })
+                .await
+        }));
+    }
+
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }
 
     /// Stops accepting requests, lets in-flight ones finish, and flushes queued events.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(shutdown) = self.shutdown.take() {
+        for shutdown in self.shutdown.drain(..) {
             let _ = shutdown.send(());
         }
-        (&mut self.server).await.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+        for server in self.servers.drain(..) {
+            server.await.context("an HTTP server task failed")?.context("an HTTP server failed")?;
+        }
         let pipeline = self.state.pipeline.clone();
         tokio::task::spawn_blocking(move || pipeline.flush(SHUTDOWN_FLUSH)).await?;
         Ok(())
@@ -123,14 +152,45 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         }
         Err(error) => tracing::warn!(error = %error, "cannot check the routed topics yet; checking on first use"),
     }
+    let plugins = start_plugins(config).await?;
+    let routes = Arc::new(routes(&config.topics));
     Ok(AppState {
         http: config.http.clone(),
-        routes: routes(&config.topics),
+        routes: routes.clone(),
         pipeline: Pipeline {
             producer,
             topics,
             schemas: Arc::new(SchemaCache::new(registry.clone(), Duration::from_millis(config.registry.cache_ttl_ms))),
+            routes,
+            plugins: plugins.clone(),
         },
         registry,
+        plugins,
     })
+}
+
+/// The plugin engine and store, when any plugin is declared.
+async fn start_plugins(config: &Config) -> anyhow::Result<Arc<Plugins>> {
+    if config.plugins.is_empty() {
+        return Ok(Plugins::none());
+    }
+    let settings = &config.plugin_host;
+    let cache_dir = settings
+        .cache_dir
+        .clone()
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache/sluice/compiled")));
+    let limits = EngineLimits { max_instances: settings.max_instances, max_memory_bytes: settings.max_memory_mb << 20 };
+    let host = match PluginHost::new(limits, cache_dir.clone()) {
+        Ok(host) => host,
+        // The disk cache is an optimisation: without a writable directory, compile every start.
+        Err(error) if cache_dir.is_some() => {
+            tracing::warn!(error, "plugin compile cache unavailable; compiling at every start");
+            PluginHost::new(limits, None).map_err(anyhow::Error::msg)?
+        }
+        Err(error) => anyhow::bail!(error),
+    };
+    let log = CompactedLog::start(&client_config(&config.kafka), &settings.topic)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the plugin store {}: {e}", settings.topic))?;
+    Plugins::start(Arc::new(host), &config.plugins, Some(log)).await.map_err(anyhow::Error::msg)
 }

@@ -12,7 +12,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
-use super::{Config, HttpConfig, KafkaConfig, RegistryConfig, TopicConfig, validate, vars};
+use super::{
+    AdminConfig, Config, HttpConfig, KafkaConfig, PluginConfig, PluginHostConfig, RegistryConfig, TopicConfig,
+    validate, vars,
+};
 
 /// One thing wrong with a configuration, at a key path like `topics[1].key` (empty for the file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +59,19 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     };
     let registry =
         section::<RegistryConfig>(&mut root, "registry", &mut problems).or_else(|| Some(RegistryConfig::default()));
-    let topics = match root.remove("topics") {
-        None => Some(Vec::new()),
-        Some(toml::Value::Array(entries)) => {
-            let parsed: Vec<Option<TopicConfig>> = entries
-                .into_iter()
-                .enumerate()
-                .map(|(i, entry)| collect::<TopicConfig>(entry, &format!("topics[{i}]"), &mut problems))
-                .collect();
-            parsed.into_iter().collect::<Option<Vec<_>>>()
-        }
-        Some(_) => {
-            problems.push(Problem::new("topics", "must be an array of tables: write each route as [[topics]]"));
-            None
-        }
+    let topics = array::<TopicConfig>(&mut root, "topics", &mut problems);
+    let plugins = array::<PluginConfig>(&mut root, "plugins", &mut problems);
+    let plugin_host = section::<PluginHostConfig>(&mut root, "plugin_host", &mut problems)
+        .or_else(|| Some(PluginHostConfig::default()));
+    let admin = match root.remove("admin") {
+        None => Some(None),
+        Some(value) => collect::<AdminConfig>(value, "admin", &mut problems).map(Some),
     };
     for key in root.keys() {
-        problems.push(Problem::new(key.clone(), "unknown section (expected http, kafka, registry or topics)"));
+        problems.push(Problem::new(
+            key.clone(),
+            "unknown section (expected http, kafka, registry, topics, plugins, plugin_host or admin)",
+        ));
     }
 
     if let Some(http) = &http {
@@ -87,12 +86,42 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     if let Some(topics) = &topics {
         validate::topics(topics, &mut problems);
     }
+    if let Some(plugins) = &plugins {
+        validate::plugins(plugins, plugin_host.as_ref(), &mut problems);
+        if let Some(topics) = &topics {
+            validate::route_plugins(topics, plugins, &mut problems);
+        }
+    }
+    if let Some(Some(admin)) = &admin {
+        validate::admin(admin, &mut problems);
+    }
 
-    match (http, kafka, registry, topics) {
-        (Some(http), Some(kafka), Some(registry), Some(topics)) if problems.is_empty() => {
-            Ok(Config { http, kafka, registry, topics })
+    match (http, kafka, registry, topics, plugins, plugin_host, admin) {
+        (Some(http), Some(kafka), Some(registry), Some(topics), Some(plugins), Some(plugin_host), Some(admin))
+            if problems.is_empty() =>
+        {
+            Ok(Config { http, kafka, registry, topics, plugins, plugin_host, admin })
         }
         _ => Err(problems),
+    }
+}
+
+/// An array of tables (`[[name]]`), each entry deserialized and reported on its own.
+fn array<T: DeserializeOwned>(root: &mut toml::Table, name: &str, problems: &mut Vec<Problem>) -> Option<Vec<T>> {
+    match root.remove(name) {
+        None => Some(Vec::new()),
+        Some(toml::Value::Array(entries)) => {
+            let parsed: Vec<Option<T>> = entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, entry)| collect::<T>(entry, &format!("{name}[{i}]"), problems))
+                .collect();
+            parsed.into_iter().collect::<Option<Vec<_>>>()
+        }
+        Some(_) => {
+            problems.push(Problem::new(name, format!("must be an array of tables: write each entry as [[{name}]]")));
+            None
+        }
     }
 }
 

@@ -31,6 +31,103 @@ pub struct Config {
     /// One route per topic that accepts events over HTTP.
     #[serde(default)]
     pub topics: Vec<TopicConfig>,
+    /// WebAssembly plugins routes may run.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    /// Engine-wide plugin settings.
+    #[serde(default)]
+    pub plugin_host: PluginHostConfig,
+    /// The admin API (plugin uploads), on its own listener. Off unless configured.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[[plugins]]`: a plugin routes may name, with what it is allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The name routes use.
+    pub name: String,
+    /// A component file to load at start; a version uploaded through the admin API takes
+    /// precedence once there is one.
+    pub path: Option<PathBuf>,
+    /// Time limit per call. Default 50 ms.
+    #[serde(default = "default_plugin_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Linear memory limit per instance. Default 64 MiB.
+    #[serde(default = "default_plugin_memory_mb")]
+    pub memory_mb: usize,
+    /// Limit on the bytes one call may answer with. Default 4 MiB.
+    #[serde(default = "default_plugin_output_bytes")]
+    pub max_output_bytes: usize,
+    /// Values the plugin reads with `config-get`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Environment variables the plugin sees. Default none.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Let the plugin's stdout and stderr through to the gateway's. Default false.
+    #[serde(default)]
+    pub stdio: bool,
+    /// Let the plugin open network connections and resolve names. Default false.
+    #[serde(default)]
+    pub network: bool,
+    /// Host directories the plugin may read: guest path → host path. Default none.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, String>,
+}
+
+fn default_plugin_timeout_ms() -> u64 {
+    50
+}
+fn default_plugin_memory_mb() -> usize {
+    64
+}
+fn default_plugin_output_bytes() -> usize {
+    4 << 20
+}
+
+/// `[plugin_host]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginHostConfig {
+    /// Where compiled plugins are cached, by content hash. Default `~/.cache/sluice/compiled`
+    /// (no disk cache without a home directory).
+    pub cache_dir: Option<PathBuf>,
+    /// The compacted topic holding uploaded plugin versions. Default `_sluice_plugins`.
+    pub topic: String,
+    /// Plugin instances alive at once, across plugins. Default 256.
+    pub max_instances: u32,
+    /// The most memory any one plugin may be given, in MiB. Default 256.
+    pub max_memory_mb: usize,
+}
+
+impl Default for PluginHostConfig {
+    fn default() -> Self {
+        Self { cache_dir: None, topic: "_sluice_plugins".into(), max_instances: 256, max_memory_mb: 256 }
+    }
+}
+
+/// `[admin]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener, e.g. `127.0.0.1:9091`.
+    pub listen: SocketAddr,
+    /// The bearer token every admin request must carry (at least 16 characters).
+    pub token: String,
+    /// Largest plugin upload, in bytes. Default 64 MiB.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: usize,
+}
+
+fn default_max_upload_bytes() -> usize {
+    64 << 20
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &"<redacted>").finish()
+    }
 }
 
 /// `[http]`
@@ -308,6 +405,26 @@ pub struct TopicConfig {
     /// `ignore`: such fields are dropped.
     #[serde(default)]
     pub unknown_fields: UnknownFields,
+    /// Plugins run on each batch, in order, before validation.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// When a plugin fails (traps, times out, runs out of memory, answers badly): `reject`
+    /// (default) refuses the batch's events, `dead-letter` sends them to the dead letter topic,
+    /// `pass` carries on as if the plugin had accepted them.
+    #[serde(default)]
+    pub on_plugin_error: OnPluginError,
+    /// Where dead-lettered events go (required for `dead-letter` decisions to succeed).
+    pub dead_letter_topic: Option<String>,
+}
+
+/// What a route does when a plugin fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPluginError {
+    #[default]
+    Reject,
+    DeadLetter,
+    Pass,
 }
 
 impl TopicConfig {

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    Format, HttpConfig, KafkaConfig, Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TopicConfig,
-    UnknownFields,
+    AdminConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig, PluginHostConfig, Problem,
+    RegistryConfig, SchemaVersion, SubjectStrategy, TopicConfig, UnknownFields,
 };
 
 /// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
@@ -208,4 +208,70 @@ fn check_pointer(pointer: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+pub(super) fn plugins(plugins: &[PluginConfig], host: Option<&PluginHostConfig>, problems: &mut Vec<Problem>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let max_memory_mb = host.map_or(PluginHostConfig::default().max_memory_mb, |h| h.max_memory_mb);
+    for (i, plugin) in plugins.iter().enumerate() {
+        let at = |key: &str| format!("plugins[{i}].{key}");
+        if plugin.name.is_empty()
+            || !plugin.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            problems.push(Problem::new(at("name"), "use ASCII letters, digits, '-', '_' and '.'"));
+        }
+        if let Some(first) = seen.insert(&plugin.name, i) {
+            problems.push(Problem::new(at("name"), format!("duplicate of plugins[{first}]")));
+        }
+        if let Some(path) = &plugin.path
+            && !path.is_file()
+        {
+            problems.push(Problem::new(at("path"), format!("{} is not a readable file", path.display())));
+        }
+        if plugin.timeout_ms == 0 {
+            problems.push(Problem::new(at("timeout_ms"), "must be greater than 0"));
+        }
+        if plugin.memory_mb == 0 || plugin.memory_mb > max_memory_mb {
+            problems.push(Problem::new(
+                at("memory_mb"),
+                format!("must be between 1 and plugin_host.max_memory_mb ({max_memory_mb})"),
+            ));
+        }
+        for host_dir in plugin.dirs.values() {
+            if !std::path::Path::new(host_dir).is_dir() {
+                problems.push(Problem::new(at("dirs"), format!("{host_dir} is not a directory")));
+            }
+        }
+    }
+}
+
+pub(super) fn route_plugins(topics: &[TopicConfig], plugins: &[PluginConfig], problems: &mut Vec<Problem>) {
+    for (i, topic) in topics.iter().enumerate() {
+        let at = |key: &str| format!("topics[{i}].{key}");
+        for name in &topic.plugins {
+            if !plugins.iter().any(|p| p.name == *name) {
+                problems.push(Problem::new(at("plugins"), format!("'{name}' is not declared in [[plugins]]")));
+            }
+        }
+        if topic.on_plugin_error == OnPluginError::DeadLetter && topic.dead_letter_topic.is_none() {
+            problems.push(Problem::new(at("dead_letter_topic"), "required when on_plugin_error is dead-letter"));
+        }
+        if let Some(dlq) = &topic.dead_letter_topic {
+            if let Err(why) = check_topic_name(dlq) {
+                problems.push(Problem::new(at("dead_letter_topic"), why));
+            }
+            if *dlq == topic.name {
+                problems.push(Problem::new(at("dead_letter_topic"), "must differ from the route's topic"));
+            }
+        }
+    }
+}
+
+pub(super) fn admin(admin: &AdminConfig, problems: &mut Vec<Problem>) {
+    if admin.token.chars().count() < 16 {
+        problems.push(Problem::new("admin.token", "must be at least 16 characters (use a random secret)"));
+    }
+    if admin.max_upload_bytes == 0 {
+        problems.push(Problem::new("admin.max_upload_bytes", "must be greater than 0"));
+    }
 }

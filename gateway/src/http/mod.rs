@@ -1,5 +1,6 @@
 //! The HTTP API: routes, the shared state, health endpoints and the problem-response type.
 
+pub mod admin;
 mod body;
 pub mod problem;
 mod produce;
@@ -25,9 +26,10 @@ use crate::route::Routes;
 #[derive(Debug)]
 pub struct AppState {
     pub http: HttpConfig,
-    pub routes: Routes,
+    pub routes: Arc<Routes>,
     pub pipeline: Pipeline,
     pub registry: Registry,
+    pub plugins: Arc<crate::plugin::store::Plugins>,
 }
 
 /// The public router; testable without a socket (`app(state).oneshot(request)`).

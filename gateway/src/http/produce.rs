@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::AppState;
 use super::body::{check_content_type, parse_events, read_limited};
 use super::problem::Problem;
-use crate::produce::{BatchError, EventError, EventResult, Outcome};
+use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, results::PartOutcome};
 use crate::registry::RegistryError;
 
 pub async fn produce(
@@ -72,19 +72,13 @@ fn batch_problem(error: BatchError) -> Problem {
 }
 
 fn respond(results: &[EventResult]) -> Response {
-    let failed: Vec<(usize, &EventError)> = results
-        .iter()
-        .filter_map(|r| match &r.outcome {
-            Outcome::Failed(error) => Some((r.index, error)),
-            _ => None,
-        })
-        .collect();
+    let failed: Vec<(usize, &EventError)> = results.iter().filter_map(|r| r.failure().map(|e| (r.index, e))).collect();
     if !failed.is_empty() && failed.len() == results.len() {
         return all_refused(&failed).into_response();
     }
     let status = if !failed.is_empty() {
         StatusCode::MULTI_STATUS
-    } else if results.iter().all(|r| r.outcome == Outcome::Enqueued) {
+    } else if results.iter().all(EventResult::is_enqueued) {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -120,10 +114,14 @@ fn all_refused(failed: &[(usize, &EventError)]) -> Problem {
     if retriable.is_some() { problem.retry_after(1) } else { problem }
 }
 
-/// One entry of `results`.
-#[derive(Serialize)]
+/// One entry of `results` (or of a fanned-out event's `events`).
+#[derive(Serialize, Default)]
 struct ResultJson<'a> {
-    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    /// Where the event went, when not to the route's own topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     partition: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +131,20 @@ struct ResultJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<PluginReason<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_lettered: Option<PluginReason<'a>>,
+    /// The events a plugin fanned this one out into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<ResultJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     schema_id: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct PluginReason<'a> {
+    plugin: &'a str,
+    reason: &'a str,
 }
 
 /// A per-event error, inside a result or in a problem's `errors`.
@@ -145,17 +156,17 @@ struct ErrorJson<'a> {
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pointer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin: Option<&'a str>,
     message: &'a str,
 }
 
 fn result_json(result: &EventResult) -> ResultJson<'_> {
     let mut out = ResultJson {
-        index: result.index,
-        partition: None,
-        offset: None,
-        enqueued: None,
-        error: None,
+        index: Some(result.index),
+        topic: result.topic.as_deref(),
         schema_id: result.schema_id,
+        ..ResultJson::default()
     };
     match &result.outcome {
         Outcome::Stored(delivered) => {
@@ -164,10 +175,37 @@ fn result_json(result: &EventResult) -> ResultJson<'_> {
         }
         Outcome::Enqueued => out.enqueued = Some(true),
         Outcome::Failed(error) => out.error = Some(error_json(None, error)),
+        Outcome::Dropped { plugin, reason } => out.dropped = Some(PluginReason { plugin, reason }),
+        Outcome::DeadLettered { topic, delivered, plugin, reason } => {
+            out.topic = Some(topic);
+            out.partition = Some(delivered.partition);
+            out.offset = Some(delivered.offset);
+            out.dead_lettered = Some(PluginReason { plugin, reason });
+        }
+        Outcome::Many(parts) => out.events = Some(parts.iter().map(part_json).collect()),
+    }
+    out
+}
+
+fn part_json(part: &Part) -> ResultJson<'_> {
+    let mut out = ResultJson { topic: Some(&part.topic), schema_id: part.schema_id, ..ResultJson::default() };
+    match &part.outcome {
+        PartOutcome::Stored(delivered) => {
+            out.partition = Some(delivered.partition);
+            out.offset = Some(delivered.offset);
+        }
+        PartOutcome::Enqueued => out.enqueued = Some(true),
+        PartOutcome::Failed(error) => out.error = Some(error_json(None, error)),
     }
     out
 }
 
 fn error_json(index: Option<usize>, error: &EventError) -> ErrorJson<'_> {
-    ErrorJson { index, kind: error.kind.slug(), pointer: error.pointer.as_deref(), message: &error.message }
+    ErrorJson {
+        index,
+        kind: error.kind.slug(),
+        pointer: error.pointer.as_deref(),
+        plugin: error.plugin.as_deref(),
+        message: &error.message,
+    }
 }

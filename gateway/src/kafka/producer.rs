@@ -130,10 +130,19 @@ impl Producer {
     }
 
     /// Queues one record; the future resolves once the broker acknowledges (or refuses) it.
-    pub fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Result<DeliveryFuture, ProduceError> {
+    pub fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<rdkafka::message::OwnedHeaders>,
+    ) -> Result<DeliveryFuture, ProduceError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
         }
         self.inner.send_result(record).map_err(|(error, _)| classify(&error))
     }

@@ -1,106 +1,32 @@
-//! The produce pipeline: events → schema → validate and encode → key → Kafka → per-event result.
+//! The produce pipeline: events → plugins → schema → validate and encode → key → Kafka →
+//! per-event result.
 //!
-//! It knows nothing about HTTP: the HTTP layer hands it parsed events and turns its results into
-//! a response. A request-wide problem (schema unavailable, topic missing, overload) is a
-//! [`BatchError`]; anything about one event is that event's [`EventError`], and the others go on.
+//! It knows nothing about HTTP: the HTTP layer hands it the request's events and turns its
+//! results into a response. A request-wide problem (schema unavailable, topic missing, overload)
+//! is a [`BatchError`]; anything about one event is that event's [`EventError`], and the others
+//! go on. Without plugins, events are encoded straight from the request body's bytes.
 
+pub mod results;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub use self::results::{EventError, EventErrorKind, EventResult, Outcome, Part};
 use crate::config::{Ack, Format};
-use crate::kafka::producer::{Delivered, ProduceError, Producer};
+use crate::kafka::producer::{ProduceError, Producer};
 use crate::kafka::topics::Topics;
+use crate::plugin::bindings::{Event, Header};
+use crate::plugin::chain::{self, Item, Stop, kafka_headers};
+use crate::plugin::store::Plugins;
 use crate::registry::{RegistryError, Resolved, SchemaCache};
-use crate::route::{KeyError, Route, extract_key};
-
-/// What happened to one event, in request order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventResult {
-    pub index: usize,
-    /// The schema id the event was encoded with (schema routes only).
-    pub schema_id: Option<u32>,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Acknowledged by the broker (`ack = "wait"`).
-    Stored(Delivered),
-    /// Queued in the gateway, not yet acknowledged (`ack = "fire-and-forget"`).
-    Enqueued,
-    Failed(EventError),
-}
-
-/// Why one event was not stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventError {
-    pub kind: EventErrorKind,
-    /// JSON pointer into the event, where the problem is in the event.
-    pub pointer: Option<String>,
-    pub message: String,
-}
-
-/// The stable error types of single events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventErrorKind {
-    SchemaViolation,
-    MissingKey,
-    InvalidKey,
-    RecordTooLarge,
-    KafkaUnavailable,
-    Overloaded,
-    KafkaTopicMissing,
-    KafkaRefused,
-}
-
-impl EventErrorKind {
-    /// The `type` clients match on.
-    pub fn slug(self) -> &'static str {
-        match self {
-            EventErrorKind::SchemaViolation => "schema-violation",
-            EventErrorKind::MissingKey => "missing-key",
-            EventErrorKind::InvalidKey => "invalid-key",
-            EventErrorKind::RecordTooLarge => "record-too-large",
-            EventErrorKind::KafkaUnavailable => "kafka-unavailable",
-            EventErrorKind::Overloaded => "overloaded",
-            EventErrorKind::KafkaTopicMissing => "kafka-topic-missing",
-            EventErrorKind::KafkaRefused => "kafka-refused",
-        }
-    }
-
-    /// The HTTP status this error would have on its own.
-    pub fn status(self) -> u16 {
-        match self {
-            EventErrorKind::SchemaViolation | EventErrorKind::MissingKey | EventErrorKind::InvalidKey => 422,
-            EventErrorKind::RecordTooLarge => 413,
-            EventErrorKind::KafkaUnavailable | EventErrorKind::Overloaded => 503,
-            EventErrorKind::KafkaTopicMissing => 404,
-            EventErrorKind::KafkaRefused => 502,
-        }
-    }
-
-    /// Whether sending the same event again later may succeed.
-    pub fn is_retriable(self) -> bool {
-        matches!(self, EventErrorKind::KafkaUnavailable | EventErrorKind::Overloaded)
-    }
-}
-
-impl From<ProduceError> for EventError {
-    fn from(error: ProduceError) -> Self {
-        let kind = match &error {
-            ProduceError::Unavailable(_) => EventErrorKind::KafkaUnavailable,
-            ProduceError::Overloaded => EventErrorKind::Overloaded,
-            ProduceError::UnknownTopic => EventErrorKind::KafkaTopicMissing,
-            ProduceError::TooLarge(_) => EventErrorKind::RecordTooLarge,
-            ProduceError::Refused(_) => EventErrorKind::KafkaRefused,
-        };
-        Self { kind, pointer: None, message: error.to_string() }
-    }
-}
+use crate::route::{KeyError, Route, Routes, extract_key};
 
 /// A problem that refuses the whole request before any event is produced.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -113,105 +39,269 @@ pub enum BatchError {
     Kafka(ProduceError),
 }
 
-/// An event that passed validation, ready to send.
-struct Encoded {
-    index: usize,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-}
-
 /// The produce path shared by every route.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub producer: Producer,
     pub topics: Arc<Topics>,
     pub schemas: Arc<SchemaCache>,
+    /// Every route, for events plugins reroute.
+    pub routes: Arc<Routes>,
+    pub plugins: Arc<Plugins>,
+}
+
+/// One record to produce, and which request event it answers for.
+struct Work<'a> {
+    origin: usize,
+    route: Arc<Route>,
+    value: Cow<'a, [u8]>,
+    /// Set by a plugin; otherwise taken from the value with the route's key pointer.
+    key: Option<Vec<u8>>,
+    headers: Vec<Header>,
+    /// A plugin produced or changed the value, so it must be checked to be JSON.
+    from_plugin: bool,
+}
+
+/// A record ready for Kafka.
+struct Record {
+    origin: usize,
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    schema_id: Option<u32>,
+    dead_letter: Option<(String, String)>,
 }
 
 impl Pipeline {
-    /// Validates, encodes and produces a batch of events for one route.
+    /// Runs a batch of events through one route.
     ///
-    /// `events` are JSON objects as received (see `http::body`); each is parsed only if its
-    /// route needs the parsed form (a schema, or a key).
-    pub async fn produce(&self, route: &Route, events: &[&RawValue]) -> Result<Vec<EventResult>, BatchError> {
+    /// `events` are JSON objects as received (see `http::body`); each is parsed only when a
+    /// schema or a key needs the parsed form.
+    pub async fn produce(&self, route: &Arc<Route>, events: &[&RawValue]) -> Result<Vec<EventResult>, BatchError> {
         match self.topics.ensure(&route.topic).await {
             Ok(()) => {}
             Err(ProduceError::UnknownTopic) => return Err(BatchError::TopicMissing(route.topic.clone())),
             Err(other) => return Err(BatchError::Kafka(other)),
         }
-        let schema = match route.format {
-            Format::Json => None,
-            Format::Avro | Format::JsonSchema => Some(
-                self.schemas
-                    .resolve(&route.subject, route.version)
-                    .await
-                    .map_err(|error| BatchError::Schema { subject: route.subject.clone(), error })?,
-            ),
-        };
-        if let Some(resolved) = &schema {
-            check_format(route, resolved)?;
-        }
-        let schema_id = schema.as_ref().map(|s| s.id);
+        let mut schemas: HashMap<String, Result<Option<Resolved>, EventError>> = HashMap::new();
+        let primary = self.schema_for(route).await?;
+        schemas.insert(route.topic.clone(), Ok(primary));
 
-        let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
-        let mut ready = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            match encode(route, schema.as_ref(), event) {
-                Ok((key, payload)) => ready.push(Encoded { index, key, payload }),
-                Err(error) => results[index] = Some(EventResult { index, schema_id, outcome: Outcome::Failed(error) }),
+        let (work, stopped) = if route.plugins.is_empty() {
+            let work = events
+                .iter()
+                .enumerate()
+                .map(|(origin, raw)| Work {
+                    origin,
+                    route: route.clone(),
+                    value: Cow::Borrowed(raw.get().as_bytes()),
+                    key: None,
+                    headers: Vec::new(),
+                    from_plugin: false,
+                })
+                .collect::<Vec<_>>();
+            (work, Vec::new())
+        } else {
+            self.run_plugins(route, events)
+        };
+
+        let mut results = results::Collector::new(route, events.len());
+        let mut records = Vec::with_capacity(work.len());
+        for item in work {
+            match self.encode(item, &mut schemas).await {
+                Ok(record) => records.push(record),
+                Err((origin, topic, error)) => results.part(origin, &topic, None, results::PartOutcome::Failed(error)),
             }
         }
-        if !ready.is_empty() {
-            let permit = self.producer.reserve(ready.len()).map_err(BatchError::Kafka)?;
-            let mut pending = Vec::with_capacity(ready.len());
-            for event in ready {
-                match self.producer.send(&route.topic, event.key.as_deref(), &event.payload) {
-                    Ok(delivery) => pending.push((event.index, delivery)),
-                    Err(error) => {
-                        results[event.index] =
-                            Some(EventResult { index: event.index, schema_id, outcome: Outcome::Failed(error.into()) });
+        for (origin, stop) in stopped {
+            match stop {
+                Stop::Dropped { plugin, reason } => results.stop(origin, Outcome::Dropped { plugin, reason }),
+                Stop::Rejected { plugin, reason } => {
+                    results.fail(origin, EventError::plugin(EventErrorKind::PluginRejected, &plugin, reason))
+                }
+                Stop::Failed { plugin, error } => {
+                    results.fail(origin, EventError::plugin(EventErrorKind::PluginFailed, &plugin, error.to_string()));
+                }
+                Stop::DeadLetter { plugin, reason } => {
+                    match dead_letter(route, origin, events[origin], &plugin, &reason) {
+                        Ok(record) => records.push(record),
+                        Err(error) => results.fail(origin, error),
                     }
                 }
             }
-            match route.ack {
+        }
+        if !records.is_empty() {
+            self.send(route.ack, records, &mut results)?.await;
+        }
+        Ok(results.finish())
+    }
+
+    /// The schema a route encodes with (`None` for schemaless routes).
+    async fn schema_for(&self, route: &Route) -> Result<Option<Resolved>, BatchError> {
+        if route.format == Format::Json {
+            return Ok(None);
+        }
+        let resolved = self
+            .schemas
+            .resolve(&route.subject, route.version)
+            .await
+            .map_err(|error| BatchError::Schema { subject: route.subject.clone(), error })?;
+        check_format(route, &resolved)?;
+        Ok(Some(resolved))
+    }
+
+    fn run_plugins<'a>(&self, route: &Arc<Route>, events: &[&'a RawValue]) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
+        let now = now_ms();
+        let items = events
+            .iter()
+            .enumerate()
+            .map(|(origin, raw)| Item {
+                origin,
+                key_set: false,
+                event: Event {
+                    topic: route.topic.clone(),
+                    key: None,
+                    value: raw.get().as_bytes().to_vec(),
+                    headers: Vec::new(),
+                    timestamp_ms: now,
+                },
+            })
+            .collect();
+        let plugins: Vec<_> = route.plugins.iter().map(|name| (name.clone(), self.plugins.get(name))).collect();
+        let outcome = chain::run(&plugins, items, route.on_plugin_error);
+        let work = outcome
+            .items
+            .into_iter()
+            .map(|item| {
+                let target = if item.event.topic == route.topic {
+                    Some(route.clone())
+                } else {
+                    self.routes.get(&item.event.topic).cloned()
+                };
+                Work {
+                    origin: item.origin,
+                    // An unknown target keeps the topic in an unrouted stand-in; encode refuses it.
+                    route: target.unwrap_or_else(|| Arc::new(Route::unrouted(&item.event.topic))),
+                    value: Cow::Owned(item.event.value),
+                    key: if item.key_set { item.event.key } else { None },
+                    headers: item.event.headers,
+                    from_plugin: true,
+                }
+            })
+            .collect();
+        (work, outcome.stopped)
+    }
+
+    /// Validates and encodes one record for its route.
+    async fn encode(
+        &self,
+        work: Work<'_>,
+        schemas: &mut HashMap<String, Result<Option<Resolved>, EventError>>,
+    ) -> Result<Record, (usize, String, EventError)> {
+        let (origin, route) = (work.origin, work.route.clone());
+        let fail = |error: EventError| (origin, route.topic.clone(), error);
+        if route.unrouted {
+            return Err(fail(EventError::new(
+                EventErrorKind::UnknownTarget,
+                format!("a plugin sent the event to '{}', which no route of this gateway serves", route.topic),
+            )));
+        }
+        if !schemas.contains_key(&route.topic) {
+            let schema = match self.topics.ensure(&route.topic).await {
+                Err(error) => Err(EventError::from(error)),
+                Ok(()) => self.schema_for(&route).await.map_err(|error| match error {
+                    BatchError::Kafka(kafka) => EventError::from(kafka),
+                    other => EventError::new(EventErrorKind::SchemaUnavailable, other.to_string()),
+                }),
+            };
+            schemas.insert(route.topic.clone(), schema);
+        }
+        let schema = match &schemas[&route.topic] {
+            Ok(schema) => schema.as_ref(),
+            Err(error) => return Err(fail(error.clone())),
+        };
+        let text = std::str::from_utf8(&work.value).map_err(|_| {
+            fail(EventError::new(EventErrorKind::InvalidPluginOutput, "a plugin produced a value that is not UTF-8"))
+        })?;
+        let (key, payload) = encode_value(&route, schema, text, work.key, work.from_plugin).map_err(fail)?;
+        let headers = kafka_headers(&work.headers);
+        Ok(Record {
+            origin,
+            topic: route.topic.clone(),
+            key,
+            payload,
+            headers,
+            schema_id: schema.map(|s| s.id),
+            dead_letter: None,
+        })
+    }
+
+    /// Queues every record, then (for `wait` routes) waits for the broker's answers.
+    fn send<'a>(
+        &'a self,
+        ack: Ack,
+        records: Vec<Record>,
+        results: &'a mut results::Collector,
+    ) -> Result<impl Future<Output = ()> + 'a, BatchError> {
+        let permit = self.producer.reserve(records.len()).map_err(BatchError::Kafka)?;
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            match self.producer.send(&record.topic, record.key.as_deref(), &record.payload, record.headers) {
+                Ok(delivery) => {
+                    pending.push((record.origin, record.topic, record.schema_id, record.dead_letter, delivery))
+                }
+                Err(error) => results.part(
+                    record.origin,
+                    &record.topic,
+                    record.schema_id,
+                    results::PartOutcome::Failed(error.into()),
+                ),
+            }
+        }
+        Ok(async move {
+            match ack {
                 Ack::Wait => {
-                    let outcomes = join_all(
-                        pending
-                            .into_iter()
-                            .map(|(index, delivery)| async move { (index, self.producer.delivered(delivery).await) }),
-                    )
+                    let answers = join_all(pending.into_iter().map(
+                        |(origin, topic, schema_id, dead_letter, delivery)| async move {
+                            (origin, topic, schema_id, dead_letter, self.producer.delivered(delivery).await)
+                        },
+                    ))
                     .await;
                     drop(permit);
-                    for (index, outcome) in outcomes {
-                        let outcome = match outcome {
-                            Ok(delivered) => Outcome::Stored(delivered),
-                            Err(error) => {
-                                if error == ProduceError::UnknownTopic {
-                                    self.topics.mark_missing(&route.topic);
-                                }
-                                Outcome::Failed(error.into())
+                    for (origin, topic, schema_id, dead_letter, answer) in answers {
+                        match (answer, dead_letter) {
+                            (Ok(delivered), Some((plugin, reason))) => {
+                                results.stop(origin, Outcome::DeadLettered { topic, delivered, plugin, reason });
                             }
-                        };
-                        results[index] = Some(EventResult { index, schema_id, outcome });
+                            (Ok(delivered), None) => {
+                                results.part(origin, &topic, schema_id, results::PartOutcome::Stored(delivered))
+                            }
+                            (Err(error), _) => {
+                                if error == ProduceError::UnknownTopic {
+                                    self.topics.mark_missing(&topic);
+                                }
+                                results.part(origin, &topic, schema_id, results::PartOutcome::Failed(error.into()));
+                            }
+                        }
                     }
                 }
                 Ack::FireAndForget => {
-                    for (index, _) in &pending {
-                        results[*index] = Some(EventResult { index: *index, schema_id, outcome: Outcome::Enqueued });
+                    for (origin, topic, schema_id, _, _) in &pending {
+                        results.part(*origin, topic, *schema_id, results::PartOutcome::Enqueued);
                     }
-                    let (producer, topic) = (self.producer.clone(), route.topic.clone());
+                    let producer = self.producer.clone();
                     tokio::spawn(async move {
                         let _permit = permit;
-                        for (index, delivery) in pending {
+                        for (origin, topic, _, _, delivery) in pending {
                             if let Err(error) = producer.delivered(delivery).await {
-                                tracing::error!(topic, index, error = %error, "fire-and-forget event was not stored");
+                                tracing::error!(topic, index = origin, error = %error, "fire-and-forget event was not stored");
                             }
                         }
                     });
                 }
             }
-        }
-        Ok(results.into_iter().flatten().collect())
+        })
     }
 
     /// Waits for queued events at shutdown.
@@ -220,6 +310,42 @@ impl Pipeline {
             tracing::error!(error = %error, "events still queued at shutdown were not delivered");
         }
     }
+}
+
+/// The dead letter record for a request event: the original JSON, with headers saying why.
+fn dead_letter(
+    route: &Route,
+    origin: usize,
+    original: &RawValue,
+    plugin: &str,
+    reason: &str,
+) -> Result<Record, EventError> {
+    let Some(topic) = &route.dead_letter_topic else {
+        return Err(EventError::plugin(
+            EventErrorKind::NoDeadLetterTopic,
+            plugin,
+            format!("the plugin dead-lettered the event ({reason}), but the route has no dead_letter_topic"),
+        ));
+    };
+    let key = route.key.as_ref().and_then(|pointer| {
+        serde_json::from_str::<Value>(original.get()).ok().and_then(|event| extract_key(&event, pointer).ok())
+    });
+    let time =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let headers = OwnedHeaders::new_with_capacity(4)
+        .insert(KafkaHeader { key: "sluice-dlq-reason", value: Some(reason) })
+        .insert(KafkaHeader { key: "sluice-dlq-plugin", value: Some(plugin) })
+        .insert(KafkaHeader { key: "sluice-dlq-original-topic", value: Some(&route.topic) })
+        .insert(KafkaHeader { key: "sluice-dlq-time", value: Some(&time) });
+    Ok(Record {
+        origin,
+        topic: topic.clone(),
+        key,
+        payload: original.get().as_bytes().to_vec(),
+        headers: Some(headers),
+        schema_id: None,
+        dead_letter: Some((plugin.to_owned(), reason.to_owned())),
+    })
 }
 
 /// The registry's schema type must be the route's format.
@@ -243,14 +369,20 @@ fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
     }
 }
 
-fn encode(route: &Route, schema: Option<&Resolved>, raw: &RawValue) -> Result<(Option<Vec<u8>>, Vec<u8>), EventError> {
-    let raw = raw.get();
-    let parsed = if schema.is_some() || route.key.is_some() {
-        // The body was checked to be JSON; only a nesting deeper than serde_json's limit fails.
-        Some(serde_json::from_str::<Value>(raw).map_err(|error| EventError {
-            kind: EventErrorKind::SchemaViolation,
-            pointer: Some(String::new()),
-            message: error.to_string(),
+/// Validates and encodes one event's JSON text; returns its key and record value.
+fn encode_value(
+    route: &Route,
+    schema: Option<&Resolved>,
+    raw: &str,
+    key: Option<Vec<u8>>,
+    from_plugin: bool,
+) -> Result<(Option<Vec<u8>>, Vec<u8>), EventError> {
+    let needs_key = key.is_none() && route.key.is_some();
+    let parsed = if schema.is_some() || needs_key || from_plugin {
+        // Request bodies were checked to be JSON; plugin output was not.
+        Some(serde_json::from_str::<Value>(raw).map_err(|error| {
+            let kind = if from_plugin { EventErrorKind::InvalidPluginOutput } else { EventErrorKind::SchemaViolation };
+            EventError { kind, pointer: Some(String::new()), message: format!("not JSON: {error}"), plugin: None }
         })?)
     } else {
         None
@@ -263,20 +395,28 @@ fn encode(route: &Route, schema: Option<&Resolved>, raw: &RawValue) -> Result<(O
                 kind: EventErrorKind::SchemaViolation,
                 pointer: Some(error.pointer),
                 message: error.message,
+                plugin: None,
             })?
         }
         _ => raw.as_bytes().to_vec(),
     };
-    let key = match (&route.key, &parsed) {
-        (Some(pointer), Some(event)) => Some(extract_key(event, pointer).map_err(|error| EventError {
+    let key = match (key, &route.key, &parsed) {
+        (Some(key), _, _) => Some(key),
+        (None, Some(pointer), Some(event)) => Some(extract_key(event, pointer).map_err(|error| EventError {
             kind: match error {
                 KeyError::Missing => EventErrorKind::MissingKey,
                 KeyError::WrongType(_) => EventErrorKind::InvalidKey,
             },
             pointer: Some(pointer.clone()),
             message: error.to_string(),
+            plugin: None,
         })?),
         _ => None,
     };
     Ok((key, payload))
+}
+
+fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{Ack, Format, SchemaVersion, TopicConfig, UnknownFields};
+use crate::config::{Ack, Format, OnPluginError, SchemaVersion, TopicConfig, UnknownFields};
 use crate::registry::VersionSpec;
 
 /// A configured topic, ready for the produce path.
@@ -19,6 +19,31 @@ pub struct Route {
     pub key: Option<String>,
     pub ack: Ack,
     pub reject_unknown: bool,
+    /// Plugin names, run in order on each batch.
+    pub plugins: Vec<String>,
+    pub on_plugin_error: OnPluginError,
+    pub dead_letter_topic: Option<String>,
+    /// A topic no route serves (a plugin's bad reroute target), kept only to be refused.
+    pub unrouted: bool,
+}
+
+impl Route {
+    /// A stand-in for a topic no route serves.
+    pub fn unrouted(topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            format: Format::Json,
+            subject: String::new(),
+            version: VersionSpec::Latest,
+            key: None,
+            ack: Ack::Wait,
+            reject_unknown: true,
+            plugins: Vec::new(),
+            on_plugin_error: OnPluginError::Reject,
+            dead_letter_topic: None,
+            unrouted: true,
+        }
+    }
 }
 
 impl From<&TopicConfig> for Route {
@@ -34,6 +59,10 @@ impl From<&TopicConfig> for Route {
             key: topic.key.clone(),
             ack: topic.ack,
             reject_unknown: topic.unknown_fields == UnknownFields::Reject,
+            plugins: topic.plugins.clone(),
+            on_plugin_error: topic.on_plugin_error,
+            dead_letter_topic: topic.dead_letter_topic.clone(),
+            unrouted: false,
         }
     }
 }

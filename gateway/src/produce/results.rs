@@ -1,0 +1,226 @@
+//! What happened to each request event, and the error types clients match on.
+
+use crate::kafka::producer::{Delivered, ProduceError};
+use crate::route::Route;
+
+/// What happened to one request event, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventResult {
+    pub index: usize,
+    /// The schema id the event was encoded with (schema routes only).
+    pub schema_id: Option<u32>,
+    /// The topic it went to, when a plugin sent it elsewhere than the route's topic.
+    pub topic: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged by the broker (`ack = "wait"`).
+    Stored(Delivered),
+    /// Queued in the gateway, not yet acknowledged (`ack = "fire-and-forget"`).
+    Enqueued,
+    Failed(EventError),
+    /// A plugin left the event out.
+    Dropped {
+        plugin: String,
+        reason: String,
+    },
+    /// A plugin (or the route's policy) sent the event to the dead letter topic.
+    DeadLettered {
+        topic: String,
+        delivered: Delivered,
+        plugin: String,
+        reason: String,
+    },
+    /// A plugin fanned the event out into these events.
+    Many(Vec<Part>),
+}
+
+/// One event a request event became (fan-out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub topic: String,
+    pub schema_id: Option<u32>,
+    pub outcome: PartOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    Stored(Delivered),
+    Enqueued,
+    Failed(EventError),
+}
+
+impl EventResult {
+    /// The error that kept this event (or one of its parts) from being handled.
+    pub fn failure(&self) -> Option<&EventError> {
+        match &self.outcome {
+            Outcome::Failed(error) => Some(error),
+            Outcome::Many(parts) => parts.iter().find_map(|p| match &p.outcome {
+                PartOutcome::Failed(error) => Some(error),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the event is only queued, not yet acknowledged.
+    pub fn is_enqueued(&self) -> bool {
+        match &self.outcome {
+            Outcome::Enqueued => true,
+            Outcome::Many(parts) => !parts.is_empty() && parts.iter().all(|p| p.outcome == PartOutcome::Enqueued),
+            _ => false,
+        }
+    }
+}
+
+/// Why one event was not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventError {
+    pub kind: EventErrorKind,
+    /// JSON pointer into the event, where the problem is in the event.
+    pub pointer: Option<String>,
+    pub message: String,
+    /// The plugin that refused the event or failed on it.
+    pub plugin: Option<String>,
+}
+
+impl EventError {
+    pub fn new(kind: EventErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, pointer: None, message: message.into(), plugin: None }
+    }
+
+    pub fn plugin(kind: EventErrorKind, plugin: &str, message: impl Into<String>) -> Self {
+        Self { kind, pointer: None, message: message.into(), plugin: Some(plugin.to_owned()) }
+    }
+}
+
+/// The stable error types of single events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventErrorKind {
+    SchemaViolation,
+    MissingKey,
+    InvalidKey,
+    RecordTooLarge,
+    KafkaUnavailable,
+    Overloaded,
+    KafkaTopicMissing,
+    KafkaRefused,
+    SchemaUnavailable,
+    PluginRejected,
+    PluginFailed,
+    InvalidPluginOutput,
+    UnknownTarget,
+    NoDeadLetterTopic,
+}
+
+impl EventErrorKind {
+    /// The `type` clients match on.
+    pub fn slug(self) -> &'static str {
+        match self {
+            EventErrorKind::SchemaViolation => "schema-violation",
+            EventErrorKind::MissingKey => "missing-key",
+            EventErrorKind::InvalidKey => "invalid-key",
+            EventErrorKind::RecordTooLarge => "record-too-large",
+            EventErrorKind::KafkaUnavailable => "kafka-unavailable",
+            EventErrorKind::Overloaded => "overloaded",
+            EventErrorKind::KafkaTopicMissing => "kafka-topic-missing",
+            EventErrorKind::KafkaRefused => "kafka-refused",
+            EventErrorKind::SchemaUnavailable => "schema-unavailable",
+            EventErrorKind::PluginRejected => "plugin-rejected",
+            EventErrorKind::PluginFailed => "plugin-failed",
+            EventErrorKind::InvalidPluginOutput => "invalid-plugin-output",
+            EventErrorKind::UnknownTarget => "unknown-reroute-target",
+            EventErrorKind::NoDeadLetterTopic => "no-dead-letter-topic",
+        }
+    }
+
+    /// The HTTP status this error would have on its own.
+    pub fn status(self) -> u16 {
+        match self {
+            EventErrorKind::SchemaViolation
+            | EventErrorKind::MissingKey
+            | EventErrorKind::InvalidKey
+            | EventErrorKind::PluginRejected => 422,
+            EventErrorKind::RecordTooLarge => 413,
+            EventErrorKind::KafkaUnavailable | EventErrorKind::Overloaded | EventErrorKind::SchemaUnavailable => 503,
+            EventErrorKind::KafkaTopicMissing => 404,
+            EventErrorKind::KafkaRefused
+            | EventErrorKind::PluginFailed
+            | EventErrorKind::InvalidPluginOutput
+            | EventErrorKind::UnknownTarget
+            | EventErrorKind::NoDeadLetterTopic => 502,
+        }
+    }
+
+    /// Whether sending the same event again later may succeed.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            EventErrorKind::KafkaUnavailable | EventErrorKind::Overloaded | EventErrorKind::SchemaUnavailable
+        )
+    }
+}
+
+impl From<ProduceError> for EventError {
+    fn from(error: ProduceError) -> Self {
+        let kind = match &error {
+            ProduceError::Unavailable(_) => EventErrorKind::KafkaUnavailable,
+            ProduceError::Overloaded => EventErrorKind::Overloaded,
+            ProduceError::UnknownTopic => EventErrorKind::KafkaTopicMissing,
+            ProduceError::TooLarge(_) => EventErrorKind::RecordTooLarge,
+            ProduceError::Refused(_) => EventErrorKind::KafkaRefused,
+        };
+        Self::new(kind, error.to_string())
+    }
+}
+
+/// Gathers the outcomes of a batch's records into one result per request event.
+pub(super) struct Collector {
+    route_topic: String,
+    parts: Vec<Vec<Part>>,
+    /// Outcomes that are whole on their own (dropped, dead-lettered, refused).
+    stops: Vec<Option<Outcome>>,
+}
+
+impl Collector {
+    pub(super) fn new(route: &Route, events: usize) -> Self {
+        Self { route_topic: route.topic.clone(), parts: vec![Vec::new(); events], stops: vec![None; events] }
+    }
+
+    pub(super) fn part(&mut self, origin: usize, topic: &str, schema_id: Option<u32>, outcome: PartOutcome) {
+        self.parts[origin].push(Part { topic: topic.to_owned(), schema_id, outcome });
+    }
+
+    pub(super) fn stop(&mut self, origin: usize, outcome: Outcome) {
+        self.stops[origin] = Some(outcome);
+    }
+
+    pub(super) fn fail(&mut self, origin: usize, error: EventError) {
+        self.stop(origin, Outcome::Failed(error));
+    }
+
+    pub(super) fn finish(self) -> Vec<EventResult> {
+        let route_topic = self.route_topic;
+        self.parts
+            .into_iter()
+            .zip(self.stops)
+            .enumerate()
+            .map(|(index, (mut parts, stop))| match (stop, parts.len()) {
+                (Some(outcome), _) => EventResult { index, schema_id: None, topic: None, outcome },
+                (None, 1) => {
+                    let part = parts.remove(0);
+                    let topic = (part.topic != route_topic).then_some(part.topic);
+                    let outcome = match part.outcome {
+                        PartOutcome::Stored(delivered) => Outcome::Stored(delivered),
+                        PartOutcome::Enqueued => Outcome::Enqueued,
+                        PartOutcome::Failed(error) => Outcome::Failed(error),
+                    };
+                    EventResult { index, schema_id: part.schema_id, topic, outcome }
+                }
+                (None, _) => EventResult { index, schema_id: None, topic: None, outcome: Outcome::Many(parts) },
+            })
+            .collect()
+    }
+}
