@@ -284,7 +284,7 @@ impl LoadedPlugin {
         let ticks = grants.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         // One tick more: the first may end at once, as the epoch thread ticks independently.
         instance.store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
-        match f(&instance.bindings, &mut instance.store) {
+        match off_runtime(|| f(&instance.bindings, &mut instance.store)) {
             Ok(result) => {
                 let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
                 if idle.len() < POOL_SIZE {
@@ -335,7 +335,7 @@ impl LoadedPlugin {
         // Instantiation runs the component's start code: it gets the same time limit.
         let ticks = grants.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
-        let bindings = self.pre.instantiate(&mut store).map_err(|error| {
+        let bindings = off_runtime(|| self.pre.instantiate(&mut store)).map_err(|error| {
             let memory_refused = store.data().limits.refused;
             match self.classify(&error, memory_refused) {
                 PluginError::Trap { plugin, message } => PluginError::Instantiate { plugin, message },
@@ -343,6 +343,19 @@ impl LoadedPlugin {
             }
         })?;
         Ok(Instance { store, bindings })
+    }
+}
+
+/// Runs a plugin call where WASI's synchronous host functions may block on a tokio runtime of
+/// their own (they do for stdio, for instance): on a multi-threaded runtime's worker that needs
+/// `block_in_place`, which also tells tokio to move other tasks off this thread meanwhile.
+/// Callers must not be on a current-thread runtime.
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Sends each tenant's events to the tenant's own topic, `{topic}.{tenant}`, read from the
 //! `tenant` field (configuration `field`, a JSON pointer, default `/tenant`). An event for
-//! several tenants (`tenants`, an array) is fanned out: one copy per tenant, each to its topic.
+//! several tenants (`tenants`, an array) is fanned out: one copy per tenant, with `tenant` set,
+//! each to its topic.
 //! The target topics must be routed by the gateway; each copy is checked against its topic's
 //! schema.
 //!
@@ -32,7 +33,15 @@ impl Plugin for TenantRouter {
             let copies = tenants
                 .iter()
                 .filter_map(Value::as_str)
-                .map(|tenant| Event { topic: format!("{}.{tenant}", event.topic), ..event.clone() })
+                .map(|tenant| {
+                    let mut copy = value.clone();
+                    copy["tenant"] = Value::String(tenant.to_owned());
+                    Event {
+                        topic: format!("{}.{tenant}", event.topic),
+                        value: copy.to_string().into_bytes(),
+                        ..event.clone()
+                    }
+                })
                 .collect();
             return Action::FanOut(copies);
         }
@@ -57,6 +66,7 @@ mod tests {
             panic!("fan-out")
         };
         assert_eq!(copies.iter().map(|c| c.topic.as_str()).collect::<Vec<_>>(), ["orders.acme", "orders.globex"]);
+        assert_eq!(copies[1].json().unwrap()["tenant"], "globex");
         assert_eq!(TenantRouter::produce(&event(r#"{"order_id":"o-3"}"#)), Action::Accept);
     }
 }
