@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use sluice::codec::SchemaType;
 use sluice::config;
+use sluice::plugin::cli as plugin_cli;
 use sluice::registry::RegistryError;
 use sluice::registry::check::{self, SchemaFile};
 use sluice::registry::client::RemoteRegistry;
@@ -52,6 +53,74 @@ enum Command {
     /// Check or register schemas in a Confluent-compatible registry (for CI).
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Write, build and try WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate in DIR (named after it), ready to build and test.
+    New {
+        dir: PathBuf,
+        /// The SDK to depend on (default: the one this sluice was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the plugin crate in DIR (default: here) into a component and check it.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a component over sample events and print each decision as a JSON line.
+    Test {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Events, one JSON value per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// The topic the events are on.
+        #[arg(long, default_value = "events")]
+        topic: String,
+        /// The hook to call.
+        #[arg(long, value_enum, default_value = "produce")]
+        hook: plugin_cli::Hook,
+        /// A configuration value for the plugin, KEY=VALUE (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+    },
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("'{text}' is not KEY=VALUE"))
+}
+
+/// Exit codes: 0 done, 2 failed.
+#[allow(clippy::print_stdout)] // the results are the output
+fn plugin(command: PluginCommand) -> ExitCode {
+    let result = match command {
+        PluginCommand::New { dir, sdk } => plugin_cli::new(&dir, &sdk.unwrap_or_else(plugin_cli::default_sdk_path))
+            .map(|name| {
+                format!(
+                    "created plugin crate '{name}' in {dir}\nnext: cd {dir} && cargo test && sluice plugin build\n",
+                    dir = dir.display()
+                )
+            }),
+        PluginCommand::Build { dir } => plugin_cli::build(&dir).map(|wasm| format!("built {}\n", wasm.display())),
+        PluginCommand::Test { file, input, topic, hook, config } => {
+            plugin_cli::test(&file, &input, &topic, hook, &config)
+        }
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +175,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Plugin(command) => plugin(command),
         Command::Schema(command) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime.block_on(schema(command)),
             Err(error) => {
@@ -222,7 +292,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             shutdown_signal().await;
             dev.gateway.stop().await
         }
-        Command::CheckConfig { .. } | Command::Schema(_) => unreachable!("handled before the runtime starts"),
+        Command::CheckConfig { .. } | Command::Schema(_) | Command::Plugin(_) => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod bindings;
 pub mod chain;
+pub mod cli;
 pub mod engine;
 pub mod instance;
 pub mod store;

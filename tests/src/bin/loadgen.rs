@@ -47,6 +47,10 @@ struct Args {
     /// Use this broker instead of starting one.
     #[arg(long, env = "SLUICE_TEST_KAFKA")]
     bootstrap: Option<String>,
+    /// Run the batch scenario with and without the no-op plugin this many times, alternating
+    /// (their ratio moves with the broker's state; alternating evens that out).
+    #[arg(long, default_value_t = 2)]
+    plugin_rounds: usize,
     /// Write the results as JSON here as well.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -121,8 +125,9 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> anyhow::Result<()> {
     let bootstrap = kafka.bootstrap_servers();
     let gateway_topic = unique_name("bench-gateway");
+    let plugin_topic = unique_name("bench-plugin");
     let raw_topic = unique_name("bench-raw");
-    for topic in [&gateway_topic, &raw_topic] {
+    for topic in [&gateway_topic, &plugin_topic, &raw_topic] {
         kafka.create_topic(topic, PARTITIONS, &[]).await?;
     }
 
@@ -130,8 +135,13 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
         &format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\n\
              [registry]\nurl = \"embedded\"\ntopic = \"{registry}\"\n\
-             [[topics]]\nname = \"{gateway_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\n",
-            registry = unique_name("_bench_schemas")
+             [plugin_host]\ntopic = \"{plugins}\"\n\
+             [[plugins]]\nname = \"noop\"\npath = \"{noop}\"\n\
+             [[topics]]\nname = \"{gateway_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\n\
+             [[topics]]\nname = \"{plugin_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\nplugins = [\"noop\"]\n",
+            registry = unique_name("_bench_schemas"),
+            plugins = unique_name("_bench_plugins"),
+            noop = sluice_tests::plugin_wasm("noop").display(),
         ),
         |_| None,
     )
@@ -147,6 +157,11 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
         .json()
         .await?;
     let schema_id = u32::try_from(registered["id"].as_u64().context("schema id")?)?;
+    http.post(format!("{base}/registry/subjects/{plugin_topic}-value/versions"))
+        .body(json!({ "schema": SCHEMA }).to_string())
+        .send()
+        .await?
+        .error_for_status()?;
 
     let events: Vec<Value> = (0..20_000).map(event).collect();
     let sizes: usize = events.iter().map(|e| e.to_string().len()).sum();
@@ -171,7 +186,25 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let measure = Duration::from_secs(args.seconds);
     let url = format!("{base}/v1/topics/{gateway_topic}/events");
     let mut outcomes = Vec::new();
-    outcomes.push(http_scenario("gateway-batch", &http, &url, batches, BATCH, args.batch_connections, measure).await?);
+    let plugin_url = format!("{base}/v1/topics/{plugin_topic}/events");
+    for _ in 0..args.plugin_rounds.max(1) {
+        outcomes.push(
+            http_scenario("gateway-batch", &http, &url, batches.clone(), BATCH, args.batch_connections, measure)
+                .await?,
+        );
+        outcomes.push(
+            http_scenario(
+                "gateway-batch-noop-plugin",
+                &http,
+                &plugin_url,
+                batches.clone(),
+                BATCH,
+                args.batch_connections,
+                measure,
+            )
+            .await?,
+        );
+    }
     outcomes.push(http_scenario("gateway-single", &http, &url, singles, 1, args.single_connections, measure).await?);
     let producer = raw_producer(&bootstrap)?;
     outcomes.push(raw_pipelined(&producer, &raw_topic, records.clone(), measure).await?);
@@ -179,6 +212,7 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
 
     server.spawn(gateway.stop()).await??;
     print_report(args, &outcomes);
+    plugin_overhead(&events)?;
     if let Some(path) = &args.json {
         let rows: Vec<Value> = outcomes
             .iter()
@@ -398,7 +432,9 @@ fn print_report(args: &Args, outcomes: &[Outcome]) {
     println!("|---|---|---|---|---|---|---|");
     for o in outcomes {
         let concurrency = match o.name {
-            "gateway-batch" => format!("{} connections × {BATCH} events", args.batch_connections),
+            "gateway-batch" | "gateway-batch-noop-plugin" => {
+                format!("{} connections × {BATCH} events", args.batch_connections)
+            }
             "raw-pipelined" => "20000 in flight".to_owned(),
             _ => format!("{}", args.single_connections),
         };
@@ -408,11 +444,35 @@ fn print_report(args: &Args, outcomes: &[Outcome]) {
         );
     }
     let find = |name: &str| outcomes.iter().find(|o| o.name == name);
-    if let (Some(batch), Some(single), Some(raw), Some(raw_single)) =
-        (find("gateway-batch"), find("gateway-single"), find("raw-pipelined"), find("raw-single"))
+    let mean = |name: &str| {
+        let rates: Vec<f64> = outcomes.iter().filter(|o| o.name == name).map(|o| o.events_per_sec).collect();
+        #[allow(clippy::cast_precision_loss)]
+        let n = rates.len() as f64;
+        rates.iter().sum::<f64>() / n
+    };
+    if find("gateway-batch-noop-plugin").is_some() {
+        // Each round's pair ran back to back; compare within rounds, then take the median.
+        let without = outcomes.iter().filter(|o| o.name == "gateway-batch");
+        let with = outcomes.iter().filter(|o| o.name == "gateway-batch-noop-plugin");
+        let mut changes: Vec<f64> =
+            without.zip(with).map(|(a, b)| 100.0 * (b.events_per_sec / a.events_per_sec - 1.0)).collect();
+        changes.sort_by(f64::total_cmp);
+        let listed: Vec<String> = changes.iter().map(|c| format!("{c:+.1}%")).collect();
+        println!();
+        println!(
+            "throughput with one no-op plugin, per round: {}; median {:+.1}%",
+            listed.join(", "),
+            changes[changes.len() / 2]
+        );
+    }
+    if let (Some(single), Some(raw), Some(raw_single)) =
+        (find("gateway-single"), find("raw-pipelined"), find("raw-single"))
     {
         println!();
-        println!("gateway-batch / raw-pipelined throughput: {:.0}%", 100.0 * batch.events_per_sec / raw.events_per_sec);
+        println!(
+            "gateway-batch / raw-pipelined throughput: {:.0}%",
+            100.0 * mean("gateway-batch") / raw.events_per_sec
+        );
         println!(
             "gateway-single / raw-pipelined throughput: {:.0}%",
             100.0 * single.events_per_sec / raw.events_per_sec
@@ -423,4 +483,66 @@ fn print_report(args: &Args, outcomes: &[Outcome]) {
             single.p50_ms - raw_single.p50_ms
         );
     }
+}
+
+/// The cost a no-op plugin adds per event on the produce path, in batches of 100: the whole
+/// chain step (events converted for the plugin, the call, actions applied) against the same
+/// batches without it. No Kafka, no HTTP: this is the plugin's own overhead.
+#[allow(clippy::print_stdout, clippy::cast_precision_loss)] // the report is the output
+fn plugin_overhead(events: &[Value]) -> anyhow::Result<()> {
+    use sluice::config::OnPluginError;
+    use sluice::plugin::bindings::Event;
+    use sluice::plugin::chain::{self, Item};
+    use sluice::plugin::{EngineLimits, Grants, PluginHost};
+
+    let host = PluginHost::new(EngineLimits::default(), None).map_err(anyhow::Error::msg)?;
+    let bytes = std::fs::read(sluice_tests::plugin_wasm("noop"))?;
+    let noop = host.load("noop", &bytes, Grants::default()).map_err(anyhow::Error::msg)?;
+    let batch: Vec<Item> = events[..BATCH]
+        .iter()
+        .enumerate()
+        .map(|(origin, e)| Item {
+            origin,
+            key_set: false,
+            event: Event {
+                topic: "t".into(),
+                key: None,
+                value: e.to_string().into_bytes(),
+                headers: vec![],
+                timestamp_ms: 0,
+            },
+        })
+        .collect();
+    let plugins = [("noop".to_owned(), Some(noop.clone()))];
+    let run = |with_plugin: bool| -> f64 {
+        let rounds = 20_000;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let items = batch.clone();
+            let outcome = if with_plugin {
+                chain::run(&plugins, items, OnPluginError::Reject)
+            } else {
+                chain::run(&[], items, OnPluginError::Reject)
+            };
+            std::hint::black_box(outcome);
+        }
+        started.elapsed().as_nanos() as f64 / f64::from(rounds) / BATCH as f64
+    };
+    run(true);
+    let (without, with) = (run(false), run(true));
+    let call_only = {
+        let events: Vec<Event> = batch.iter().map(|i| i.event.clone()).collect();
+        let rounds = 20_000;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(noop.on_produce(&events).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        started.elapsed().as_nanos() as f64 / f64::from(rounds) / BATCH as f64
+    };
+    println!();
+    println!(
+        "no-op plugin, batches of {BATCH} events: {:.0} ns/event added ({with:.0} with, {without:.0} without); the call alone {call_only:.0} ns/event",
+        with - without
+    );
+    Ok(())
 }
