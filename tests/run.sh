@@ -38,9 +38,14 @@ rustup target add --toolchain "$toolchain" wasm32-wasip2 >/dev/null
 if [ "${SLUICE_SKIP_LINT:-0}" != 1 ]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
+  (cd plugins && cargo fmt --all -- --check)
   step "cargo clippy"
   cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
+
+# plugins/ is a workspace of its own; its target directory sits beside the main one.
+step "plugin unit tests (native, through the SDK's test double)"
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins" cargo test --locked --manifest-path plugins/Cargo.toml
 
 step "cargo test (unit, router and integration tests; the harness starts Kafka and Apicurio)"
 cargo test --workspace --locked

@@ -117,6 +117,15 @@ async fn each_action_reaches_kafka_as_the_plugins_decided() -> anyhow::Result<()
         (&json!("schema-violation"), &json!("/total_cents"))
     );
 
+    // A request whose only event a plugin rejects is a 422 naming the plugin and the reason.
+    let reply = env.post(&orders, &json!({"order_id": "o-7", "total_cents": 500_000_000})).await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(reply.body["type"], "urn:sluice:problem:plugin-rejected");
+    assert_eq!(
+        (&reply.body["errors"][0]["plugin"], &reply.body["detail"]),
+        (&json!("rules"), &json!("total_cents above 100000000"))
+    );
+
     let stored = consume_all(&env.bootstrap, &orders, 2, Duration::from_secs(5)).await?;
     assert_eq!(stored.len(), 1, "only o-0 stays on the route's topic");
     let o0 = value(&stored[0]);
@@ -280,12 +289,28 @@ async fn plugin_versions_are_uploaded_swapped_rolled_back_and_kept_across_restar
     let (status, _) = admin.call(reqwest::Method::PUT, "/admin/plugins/undeclared", Some(b"\0asm".to_vec())).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // A second replica, sharing the store.
+    let replica = Env::start(RegistryKind::Embedded, &config).await?;
+
     // Upload redact: the next request uses it, with no restart.
     let redact = std::fs::read(plugin_wasm("redact"))?;
     let (status, body) = admin.call(reqwest::Method::PUT, "/admin/plugins/transform", Some(redact)).await?;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let redact_version = body["version"]["version"].as_str().unwrap().to_owned();
     assert_eq!(env.post(&topic, &event).await?.status, StatusCode::OK);
+
+    // The other replica swaps to the uploaded version as soon as it reads it from Kafka.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = replica.post(&topic, &json!({"probe": true})).await?;
+        if reply.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
+        assert!(std::time::Instant::now() < deadline, "the second replica never loaded the uploaded version");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replica.gateway.stop().await?;
 
     // Upload enrich on top, then roll back to redact.
     let enrich = std::fs::read(plugin_wasm("enrich"))?;
@@ -299,8 +324,8 @@ async fn plugin_versions_are_uploaded_swapped_rolled_back_and_kept_across_restar
     assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(redact_version)), "{body}");
     assert_eq!(env.post(&topic, &event).await?.status, StatusCode::OK);
 
-    let records = consume_all(&env.bootstrap, &topic, 3, WAIT).await?;
-    let values: Vec<Value> = records.iter().map(value).collect();
+    let records = consume_all(&env.bootstrap, &topic, 4, WAIT).await?;
+    let values: Vec<Value> = records.iter().map(value).filter(|v| v.get("probe").is_none()).collect();
     assert_eq!(values[0], json!({"email": "a***@example.com"}), "redact");
     assert!(values[1]["ingested_at"].is_string() && values[1]["email"] == "alice@example.com", "enrich: {}", values[1]);
     assert_eq!(values[2], json!({"email": "a***@example.com"}), "redact again after the rollback");
@@ -310,9 +335,9 @@ async fn plugin_versions_are_uploaded_swapped_rolled_back_and_kept_across_restar
     env.gateway.stop().await?;
     let restarted = Env::start(RegistryKind::Embedded, &config).await?;
     assert_eq!(restarted.post(&topic, &event).await?.status, StatusCode::OK);
-    let records = consume_all(&restarted.bootstrap, &topic, 4, WAIT).await?;
+    let records = consume_all(&restarted.bootstrap, &topic, 5, WAIT).await?;
     assert_eq!(
-        value(&records[3]),
+        value(&records[4]),
         json!({"email": "a***@example.com"}),
         "store {store_topic} kept the rolled-back version"
     );

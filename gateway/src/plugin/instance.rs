@@ -148,6 +148,8 @@ struct Identity {
     version: String,
     grants: Grants,
     counters: Mutex<HashMap<String, u64>>,
+    /// Failed calls by kind (`timeout`, `memory`, …).
+    failures: Mutex<HashMap<&'static str, u64>>,
 }
 
 struct Instance {
@@ -192,8 +194,13 @@ impl LoadedPlugin {
     ) -> Result<Self, String> {
         let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
         let pre = PluginPre::new(pre).map_err(|e| format!("the component does not export the plugin world: {e:#}"))?;
-        let identity =
-            Arc::new(Identity { name: name.into(), version: version.into(), grants, counters: Mutex::default() });
+        let identity = Arc::new(Identity {
+            name: name.into(),
+            version: version.into(),
+            grants,
+            counters: Mutex::default(),
+            failures: Mutex::default(),
+        });
         let mut plugin = Self {
             blocking_io: std::sync::atomic::AtomicBool::new(false),
             identity,
@@ -222,6 +229,11 @@ impl LoadedPlugin {
 
     pub fn implements(&self, hook: Hooks) -> bool {
         self.info.hooks.contains(hook)
+    }
+
+    /// Failed calls of this version, by kind.
+    pub fn failures(&self) -> HashMap<&'static str, u64> {
+        self.identity.failures.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Counters the plugin has added to through `counter-add`.
@@ -321,6 +333,13 @@ impl LoadedPlugin {
             }
             Err(error) => {
                 let failure = self.classify(&error, instance.store.data().limits.refused);
+                *self
+                    .identity
+                    .failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(failure.kind())
+                    .or_default() += 1;
                 tracing::warn!(
                     plugin = self.identity.name,
                     version = self.identity.version,

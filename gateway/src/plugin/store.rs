@@ -151,6 +151,10 @@ pub struct PluginStatus {
     pub source: Option<&'static str>,
     pub describes_as: Option<String>,
     pub hooks: Vec<&'static str>,
+    /// Failed calls of the active version, by kind (`timeout`, `memory`, `trap`, `bad-output`).
+    pub failures: HashMap<&'static str, u64>,
+    /// The active version's own counters (`counter-add`).
+    pub counters: HashMap<String, u64>,
     /// Uploaded versions.
     pub versions: Vec<VersionMeta>,
     /// Versions a rollback would go back to, most recent first.
@@ -362,6 +366,8 @@ impl Plugins {
             source: current.map(|a| a.source),
             describes_as: current.map(|a| format!("{} {}", a.plugin.info().name, a.plugin.info().version)),
             hooks: current.map(|a| hook_names(&a.plugin)).unwrap_or_default(),
+            failures: current.map(|a| a.plugin.failures()).unwrap_or_default(),
+            counters: current.map(|a| a.plugin.counters()).unwrap_or_default(),
             versions,
             history,
         }

@@ -62,6 +62,7 @@ fn assert_recovers(plugin: &super::LoadedPlugin, expected_kind: &str) {
     // (rather than `cannot enter component`).
     let again = plugin.on_produce(&[event("{}")]).unwrap_err();
     assert_eq!(again.kind(), expected_kind, "{again}");
+    assert_eq!(plugin.failures()[expected_kind], 2, "each failure is counted");
 }
 
 #[test]
