@@ -244,15 +244,16 @@ impl LoadedPlugin {
     /// Produce path: one action per event.
     pub fn on_produce(&self, events: &[Event]) -> Result<Vec<Action>, PluginError> {
         let actions = self.call(|p, store| p.call_on_produce(store, events))?;
-        self.check_count(actions.len(), events.len())?;
-        self.check_size(actions.iter().map(action_size).sum())?;
+        self.check_count(actions.len(), events.len())
+            .and_then(|()| self.check_size(actions.iter().map(action_size).sum()))
+            .map_err(|error| self.failed(error))?;
         Ok(actions)
     }
 
     /// Consume path: one delivery decision per event.
     pub fn on_consume(&self, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
         let decisions = self.call(|p, store| p.call_on_consume(store, events))?;
-        self.check_count(decisions.len(), events.len())?;
+        self.check_count(decisions.len(), events.len()).map_err(|error| self.failed(error))?;
         Ok(decisions)
     }
 
@@ -333,23 +334,24 @@ impl LoadedPlugin {
             }
             Err(error) => {
                 let failure = self.classify(&error, instance.store.data().limits.refused);
-                *self
-                    .identity
-                    .failures
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(failure.kind())
-                    .or_default() += 1;
-                tracing::warn!(
-                    plugin = self.identity.name,
-                    version = self.identity.version,
-                    kind = failure.kind(),
-                    error = %failure,
-                    "plugin call failed; its instance is discarded"
-                );
-                Err(failure)
+                // A trapped instance cannot be entered again.
+                drop(instance);
+                Err(self.failed(failure))
             }
         }
+    }
+
+    /// Counts and logs a failed call.
+    fn failed(&self, failure: PluginError) -> PluginError {
+        *self.identity.failures.lock().unwrap_or_else(PoisonError::into_inner).entry(failure.kind()).or_default() += 1;
+        tracing::warn!(
+            plugin = self.identity.name,
+            version = self.identity.version,
+            kind = failure.kind(),
+            error = %failure,
+            "plugin call failed"
+        );
+        failure
     }
 
     /// Sets the call's time limit.

@@ -54,6 +54,7 @@ fn invalid_components_are_refused_with_the_reason() {
 }
 
 fn assert_recovers(plugin: &super::LoadedPlugin, expected_kind: &str) {
+    let before = plugin.failures().get(expected_kind).copied().unwrap_or(0);
     let started = Instant::now();
     let error = plugin.on_produce(&[event("{}")]).unwrap_err();
     assert_eq!(error.kind(), expected_kind, "{error}");
@@ -62,7 +63,7 @@ fn assert_recovers(plugin: &super::LoadedPlugin, expected_kind: &str) {
     // (rather than `cannot enter component`).
     let again = plugin.on_produce(&[event("{}")]).unwrap_err();
     assert_eq!(again.kind(), expected_kind, "{again}");
-    assert_eq!(plugin.failures()[expected_kind], 2, "each failure is counted");
+    assert_eq!(plugin.failures()[expected_kind], before + 2, "each failure is counted");
 }
 
 #[test]
@@ -81,7 +82,9 @@ fn an_infinite_loop_is_stopped_by_the_time_limit() {
 #[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let host = host();
-    let plugin = load(&host, "memory-bomb", Grants { memory_bytes: 16 << 20, ..Grants::default() });
+    // Time enough to fill 16 MiB in an unoptimised build on a busy machine: this is about memory.
+    let grants = Grants { memory_bytes: 16 << 20, timeout: Duration::from_secs(5), ..Grants::default() };
+    let plugin = load(&host, "memory-bomb", grants);
     assert_recovers(&plugin, "memory");
 }
 
