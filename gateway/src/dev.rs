@@ -34,6 +34,9 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
     let registry = RegistryConfig::default();
     cluster.create_topic(TOPIC, 3, 1).context("cannot create the example topic")?;
     cluster.create_topic(&registry.topic, 1, 1).context("cannot create the registry topic")?;
+    cluster
+        .create_topic(&crate::config::DeliveryConfig::default().topic, 1, 1)
+        .context("cannot create the subscriptions topic")?;
     let config = config(cluster.bootstrap_servers(), listen, registry);
     // The schema is registered before the listener opens, so the first request finds it.
     let prepared = Prepared::new(config).await?;
@@ -80,6 +83,8 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
         plugins: Vec::new(),
         plugin_host: Default::default(),
         admin: None,
+        subscriptions: Vec::new(),
+        delivery: Default::default(),
     }
 }
 

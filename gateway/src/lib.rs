@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod deliver;
 pub mod dev;
 pub mod http;
 pub mod kafka;

@@ -10,6 +10,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::deliver::Deliveries;
+use crate::deliver::guard::{Guard, GuardedResolver};
+use crate::deliver::worker::Deps;
 use crate::http::{AppState, app};
 use crate::kafka::client_config;
 use crate::kafka::log::CompactedLog;
@@ -122,6 +125,7 @@ impl Gateway {
         for server in self.servers.drain(..) {
             server.await.context("an HTTP server task failed")?.context("an HTTP server failed")?;
         }
+        self.state.deliveries.stop_all().await;
         let pipeline = self.state.pipeline.clone();
         tokio::task::spawn_blocking(move || pipeline.flush(SHUTDOWN_FLUSH)).await?;
         Ok(())
@@ -153,20 +157,51 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         Err(error) => tracing::warn!(error = %error, "cannot check the routed topics yet; checking on first use"),
     }
     let plugins = start_plugins(config).await?;
+    let schemas = Arc::new(SchemaCache::new(registry.clone(), Duration::from_millis(config.registry.cache_ttl_ms)));
+    let deliveries = start_deliveries(config, &producer, &schemas, &plugins).await?;
     let routes = Arc::new(routes(&config.topics));
     Ok(AppState {
         http: config.http.clone(),
         routes: routes.clone(),
-        pipeline: Pipeline {
-            producer,
-            topics,
-            schemas: Arc::new(SchemaCache::new(registry.clone(), Duration::from_millis(config.registry.cache_ttl_ms))),
-            routes,
-            plugins: plugins.clone(),
-        },
+        pipeline: Pipeline { producer, topics, schemas, routes, plugins: plugins.clone() },
         registry,
         plugins,
+        deliveries,
     })
+}
+
+/// Webhook delivery: the HTTP client (guarded against internal addresses, no redirects) and
+/// the subscriptions store.
+async fn start_deliveries(
+    config: &Config,
+    producer: &Producer,
+    schemas: &Arc<SchemaCache>,
+    plugins: &Arc<Plugins>,
+) -> anyhow::Result<Arc<Deliveries>> {
+    let allowed = config.delivery.allow_networks.iter().filter_map(|n| n.parse().ok()).collect();
+    let guard = Guard::new(allowed);
+    let http = reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+        // A redirect could lead anywhere, past the address checks.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(config.delivery.max_idle_connections_per_host)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the webhook HTTP client")?;
+    let log = CompactedLog::start(&client_config(&config.kafka), &config.delivery.topic)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the subscriptions store {}: {e}", config.delivery.topic))?;
+    let deps = Deps {
+        kafka: config.kafka.clone(),
+        guard: guard.clone(),
+        producer: producer.clone(),
+        schemas: schemas.clone(),
+        plugins: plugins.clone(),
+        http,
+    };
+    Ok(Deliveries::start(log, config.subscriptions.clone(), deps, guard).await)
 }
 
 /// The plugin engine and store, when any plugin is declared.

@@ -40,6 +40,7 @@ mod kafka;
 mod plugins;
 mod process;
 mod python;
+pub mod receiver;
 mod shared;
 
 pub use apicurio::Apicurio;

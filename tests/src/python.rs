@@ -8,7 +8,8 @@ use std::process::Command;
 use crate::{cache, process};
 
 /// Pinned, so that a test failure means our change, not theirs.
-const PACKAGES: &[&str] = &["confluent-kafka[avro,json,schemaregistry]==2.16.1", "fastavro==1.13.1"];
+const PACKAGES: &[&str] =
+    &["confluent-kafka[avro,json,schemaregistry]==2.16.1", "fastavro==1.13.1", "standardwebhooks==1.1.0"];
 
 /// The interpreter of the harness's venv (`<cache>/venv/bin/python`),
 /// created with [`PACKAGES`] on first use.

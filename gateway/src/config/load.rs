@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    AdminConfig, Config, HttpConfig, KafkaConfig, PluginConfig, PluginHostConfig, RegistryConfig, TopicConfig,
-    validate, vars,
+    AdminConfig, Config, DeliveryConfig, HttpConfig, KafkaConfig, PluginConfig, PluginHostConfig, RegistryConfig,
+    TopicConfig, validate, vars,
 };
+use crate::deliver::spec::SubscriptionSpec;
 
 /// One thing wrong with a configuration, at a key path like `topics[1].key` (empty for the file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,10 +68,13 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         None => Some(None),
         Some(value) => collect::<AdminConfig>(value, "admin", &mut problems).map(Some),
     };
+    let subscriptions = array::<SubscriptionSpec>(&mut root, "subscriptions", &mut problems);
+    let delivery =
+        section::<DeliveryConfig>(&mut root, "delivery", &mut problems).or_else(|| Some(DeliveryConfig::default()));
     for key in root.keys() {
         problems.push(Problem::new(
             key.clone(),
-            "unknown section (expected http, kafka, registry, topics, plugins, plugin_host or admin)",
+            "unknown section (expected http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions or delivery)",
         ));
     }
 
@@ -95,12 +99,26 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     if let Some(Some(admin)) = &admin {
         validate::admin(admin, &mut problems);
     }
+    if let Some(delivery) = &delivery {
+        validate::delivery(delivery, &mut problems);
+    }
+    if let Some(subscriptions) = &subscriptions {
+        validate::subscriptions(subscriptions, plugins.as_deref().unwrap_or_default(), &mut problems);
+    }
 
-    match (http, kafka, registry, topics, plugins, plugin_host, admin) {
-        (Some(http), Some(kafka), Some(registry), Some(topics), Some(plugins), Some(plugin_host), Some(admin))
-            if problems.is_empty() =>
-        {
-            Ok(Config { http, kafka, registry, topics, plugins, plugin_host, admin })
+    match (http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery) {
+        (
+            Some(http),
+            Some(kafka),
+            Some(registry),
+            Some(topics),
+            Some(plugins),
+            Some(plugin_host),
+            Some(admin),
+            Some(subscriptions),
+            Some(delivery),
+        ) if problems.is_empty() => {
+            Ok(Config { http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery })
         }
         _ => Err(problems),
     }

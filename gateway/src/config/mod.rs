@@ -39,6 +39,32 @@ pub struct Config {
     pub plugin_host: PluginHostConfig,
     /// The admin API (plugin uploads), on its own listener. Off unless configured.
     pub admin: Option<AdminConfig>,
+    /// Webhook subscriptions declared here (more can be created through the API).
+    #[serde(default)]
+    pub subscriptions: Vec<crate::deliver::spec::SubscriptionSpec>,
+    /// Webhook delivery settings.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// The compacted topic holding API-created subscriptions and every subscription's state.
+    /// Default `_sluice_subscriptions`.
+    pub topic: String,
+    /// Networks webhooks may reach although they are internal (loopback, private,
+    /// link-local…), as CIDRs, e.g. `["10.20.0.0/16"]`. Default none.
+    pub allow_networks: Vec<String>,
+    /// Idle keep-alive connections kept per subscriber host. Default 256.
+    pub max_idle_connections_per_host: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self { topic: "_sluice_subscriptions".into(), allow_networks: Vec::new(), max_idle_connections_per_host: 256 }
+    }
 }
 
 /// `[[plugins]]`: a plugin routes may name, with what it is allowed.

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use super::{
-    AdminConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig, PluginHostConfig, Problem,
-    RegistryConfig, SchemaVersion, SubjectStrategy, TopicConfig, UnknownFields,
+    AdminConfig, DeliveryConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig, PluginHostConfig,
+    Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TopicConfig, UnknownFields,
 };
+use crate::deliver::spec::SubscriptionSpec;
 
 /// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
 /// (idempotent `acks=all` delivery, Java-compatible partitioning, no topic auto-creation).
@@ -273,5 +274,40 @@ pub(super) fn admin(admin: &AdminConfig, problems: &mut Vec<Problem>) {
     }
     if admin.max_upload_bytes == 0 {
         problems.push(Problem::new("admin.max_upload_bytes", "must be greater than 0"));
+    }
+}
+
+pub(super) fn delivery(delivery: &DeliveryConfig, problems: &mut Vec<Problem>) {
+    if let Err(why) = check_topic_name(&delivery.topic) {
+        problems.push(Problem::new("delivery.topic", why));
+    }
+    for (i, network) in delivery.allow_networks.iter().enumerate() {
+        if network.parse::<ipnet::IpNet>().is_err() {
+            problems.push(Problem::new(
+                format!("delivery.allow_networks[{i}]"),
+                format!("'{network}' is not a CIDR like 10.0.0.0/8"),
+            ));
+        }
+    }
+}
+
+pub(super) fn subscriptions(subscriptions: &[SubscriptionSpec], plugins: &[PluginConfig], problems: &mut Vec<Problem>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, subscription) in subscriptions.iter().enumerate() {
+        for (field, message) in subscription.problems() {
+            problems.push(Problem::new(format!("subscriptions[{i}].{}", field.replace('/', ".")), message));
+        }
+        if let Some(first) = seen.insert(&subscription.name, i) {
+            problems
+                .push(Problem::new(format!("subscriptions[{i}].name"), format!("duplicate of subscriptions[{first}]")));
+        }
+        for name in &subscription.plugins {
+            if !plugins.iter().any(|p| p.name == *name) {
+                problems.push(Problem::new(
+                    format!("subscriptions[{i}].plugins"),
+                    format!("'{name}' is not declared in [[plugins]]"),
+                ));
+            }
+        }
     }
 }

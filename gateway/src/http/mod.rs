@@ -4,6 +4,7 @@ pub mod admin;
 mod body;
 pub mod problem;
 mod produce;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub pipeline: Pipeline,
     pub registry: Registry,
     pub plugins: Arc<crate::plugin::store::Plugins>,
+    pub deliveries: Arc<crate::deliver::Deliveries>,
 }
 
 /// The public router; testable without a socket (`app(state).oneshot(request)`).
@@ -37,7 +39,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/v1/topics/{topic}/events", post(produce::produce))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready));
+        .route("/readyz", get(ready))
+        .merge(subscriptions::routes());
     if let Registry::Embedded(embedded) = &state.registry {
         router = router.nest("/registry", embedded_registry(embedded.clone()));
     }

@@ -95,7 +95,13 @@ impl Env {
                 format!("[registry]\nurl = \"embedded\"\ntopic = \"{topic}\"\ncache_ttl_ms = 500")
             }
         };
-        let text = config_text(bootstrap, &registry_section, routes, extra_kafka);
+        // Each gateway keeps its subscriptions apart from other tests' unless told otherwise.
+        let delivery = if routes.contains("[delivery]") {
+            String::new()
+        } else {
+            format!("[delivery]\ntopic = \"{}\"\nallow_networks = [\"127.0.0.0/8\"]\n", unique_name("_subscriptions"))
+        };
+        let text = config_text(bootstrap, &registry_section, &format!("{delivery}\n{routes}"), extra_kafka);
         let config = sluice::config::load_str(&text, |_| None)
             .map_err(|problems| anyhow::anyhow!("test config refused: {problems:?}\n{text}"))?;
         let gateway = Gateway::start(config).await?;

@@ -19,6 +19,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
+mod decode;
+
+pub use decode::DecodeError;
+
 use apache_avro::Schema;
 use apache_avro::schema::{InnerDecimalSchema, RecordSchema, UuidSchema};
 use serde_json::{Map, Value};

@@ -1,0 +1,681 @@
+//! One subscription's delivery on one replica: a consumer in the subscription's group, per-key
+//! queues, concurrent signed deliveries, and offsets committed only below the lowest record
+//! without an outcome.
+//!
+//! Ordering: records with the same key (per partition) wait in a queue; only the head of a
+//! queue is in flight, so a key's events arrive in order while other keys go ahead, up to the
+//! subscription's concurrency. In `partition` ordering a partition is one queue. Keyless
+//! records are independent of each other.
+//!
+//! No loss: a partition's committed offset is the lowest offset still waiting for an outcome
+//! (delivered, skipped, dropped or dead-lettered). A replica that dies mid-delivery leaves the
+//! offset below the record, so whoever takes the partition delivers it again with the same
+//! `webhook-id`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as Atomic};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Headers as _, OwnedHeaders, OwnedMessage};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+
+use super::sign::{Secret, signature};
+use super::spec::{Ordering, Start, SubscriptionSpec};
+use crate::codec::Codec;
+use crate::config::KafkaConfig;
+use crate::kafka::client_config;
+use crate::kafka::producer::Producer;
+use crate::plugin::bindings::{Decision, Delivery as PluginDelivery, Event, Failure, Header, Hooks};
+use crate::plugin::store::Plugins;
+use crate::registry::SchemaCache;
+
+/// Records a replica buffers per subscription before it pauses fetching.
+const MAX_BUFFERED: usize = 10_000;
+/// How often done offsets are committed.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// Records taken from the consumer at once when more are ready.
+const BATCH: usize = 256;
+
+/// What a replica needs to deliver.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub kafka: KafkaConfig,
+    pub guard: super::guard::Guard,
+    pub producer: Producer,
+    pub schemas: Arc<SchemaCache>,
+    pub plugins: Arc<Plugins>,
+    pub http: reqwest::Client,
+}
+
+/// Counters and the last error, for the status API.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub delivered: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub skipped: AtomicU64,
+    pub in_flight: AtomicUsize,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+}
+
+/// Why a worker stopped on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Stopped,
+    /// The subscriber answered 410 Gone: the subscription must be disabled.
+    Gone(String),
+    /// The consumer could not be created.
+    Failed(String),
+}
+
+type TopicPartition = (String, i32);
+
+/// Offsets seen and still waiting, per owned partition: the commit position comes from here.
+#[derive(Debug, Default)]
+struct Tracker {
+    partitions: HashMap<TopicPartition, PartitionState>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    pending: BTreeSet<i64>,
+    /// One past the highest offset seen.
+    next: i64,
+    committed: i64,
+}
+
+impl PartitionState {
+    fn safe(&self) -> i64 {
+        self.pending.first().copied().unwrap_or(self.next)
+    }
+}
+
+impl Tracker {
+    /// Offsets that can be committed now (and marks them committed).
+    fn committable(&mut self, only: Option<&[TopicPartition]>) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), state) in &mut self.partitions {
+            if only.is_some_and(|only| !only.contains(&(topic.clone(), *partition))) {
+                continue;
+            }
+            let safe = state.safe();
+            if safe > state.committed && list.add_partition_offset(topic, *partition, Offset::Offset(safe)).is_ok() {
+                state.committed = safe;
+            }
+        }
+        list
+    }
+}
+
+/// Commits a revoked partition's done offsets before it moves to another replica.
+struct Context {
+    tracker: Arc<Mutex<Tracker>>,
+    name: String,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let gone: Vec<TopicPartition> =
+                revoked.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            let offsets = tracker.committable(Some(&gone));
+            for partition in &gone {
+                tracker.partitions.remove(partition);
+            }
+            drop(tracker);
+            if offsets.count() > 0
+                && let Err(error) = consumer.commit(&offsets, CommitMode::Sync)
+            {
+                tracing::warn!(subscription = self.name, error = %error, "commit at revoke failed; the records will be redelivered");
+            }
+            tracing::info!(subscription = self.name, partitions = gone.len(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            tracing::info!(subscription = self.name, partitions = assigned.count(), "partitions assigned");
+            let _ = consumer;
+        }
+    }
+}
+
+/// A record waiting in its key's queue.
+struct Item {
+    record: OwnedMessage,
+}
+
+/// The outcome of one record.
+#[derive(Debug)]
+enum Outcome {
+    /// Delivered, skipped, dropped or dead-lettered: its offset may be committed.
+    Done,
+    /// 410 Gone.
+    Gone(String),
+    /// Stopped before an outcome (shutdown or revocation): not committed.
+    Aborted,
+}
+
+/// Runs the subscription until `stop` is set; returns why it ended.
+pub async fn run(
+    spec: Arc<SubscriptionSpec>,
+    generation: u64,
+    deps: Deps,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> Exit {
+    // Checked at creation too; again here for subscriptions from the config file, and because
+    // names can resolve elsewhere by now.
+    if let Err(reason) = deps.guard.check_url(&spec.url).await {
+        stats.error(reason.clone());
+        return Exit::Failed(reason);
+    }
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let consumer = match consumer(&spec, &deps.kafka, tracker.clone()) {
+        Ok(consumer) => Arc::new(consumer),
+        Err(error) => return Exit::Failed(error),
+    };
+    let secrets = Arc::new(spec.parsed_secrets());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueKey, TopicPartition, i64, Outcome)>();
+    let mut queues: HashMap<QueueKey, VecDeque<Item>> = HashMap::new();
+    let mut ready: VecDeque<QueueKey> = VecDeque::new();
+    let mut in_flight = 0usize;
+    let mut buffered = 0usize;
+    let mut paused = false;
+    let mut commit_tick = tokio::time::interval(COMMIT_EVERY);
+    let mut exit = Exit::Stopped;
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            Some((key, partition, offset, outcome)) = done_rx.recv() => {
+                in_flight -= 1;
+                stats.in_flight.store(in_flight, Atomic::Relaxed);
+                match outcome {
+                    Outcome::Done => {
+                        let mut tracker = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let Some(state) = tracker.partitions.get_mut(&partition) {
+                            state.pending.remove(&offset);
+                        }
+                    }
+                    Outcome::Gone(reason) => {
+                        exit = Exit::Gone(reason);
+                        break;
+                    }
+                    Outcome::Aborted => {}
+                }
+                if let Some(queue) = queues.get_mut(&key) {
+                    queue.pop_front();
+                    buffered -= 1;
+                    if queue.is_empty() {
+                        queues.remove(&key);
+                    } else {
+                        ready.push_back(key);
+                    }
+                }
+            }
+            message = consumer.recv() => {
+                let mut batch = Vec::with_capacity(BATCH);
+                match message {
+                    Ok(message) => batch.push(message.detach()),
+                    Err(error) => {
+                        tracing::warn!(subscription = spec.name, error = %error, "consumer error");
+                        stats.error(format!("consumer: {error}"));
+                    }
+                }
+                // Take whatever else is ready now, so work arrives in batches.
+                while batch.len() < BATCH {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(message)) => batch.push(message.detach()),
+                        _ => break,
+                    }
+                }
+                let mut tracker_guard = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+                for record in batch {
+                    let partition = (record.topic().to_owned(), record.partition());
+                    let state = tracker_guard.partitions.entry(partition).or_insert_with(|| PartitionState {
+                        pending: BTreeSet::new(),
+                        next: record.offset(),
+                        committed: record.offset(),
+                    });
+                    state.pending.insert(record.offset());
+                    state.next = state.next.max(record.offset() + 1);
+                    let key = QueueKey::of(&record, spec.ordering);
+                    let queue = queues.entry(key.clone()).or_default();
+                    if queue.is_empty() {
+                        ready.push_back(key);
+                    }
+                    queue.push_back(Item { record });
+                    buffered += 1;
+                }
+            }
+            _ = commit_tick.tick() => commit(&consumer, &tracker, CommitMode::Async, &spec.name),
+        }
+        // Start deliveries for keys whose head is not in flight.
+        while in_flight < spec.concurrency {
+            let Some(key) = ready.pop_front() else { break };
+            let Some(item) = queues.get(&key).and_then(VecDeque::front) else { continue };
+            // A partition revoked meanwhile belongs to another replica now, which delivers
+            // from the committed offset: drop what is queued for it here.
+            let owned = tracker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .partitions
+                .contains_key(&(item.record.topic().to_owned(), item.record.partition()));
+            if !owned {
+                if let Some(queue) = queues.remove(&key) {
+                    buffered -= queue.len();
+                }
+                continue;
+            }
+            in_flight += 1;
+            let record = item.record.clone();
+            let (spec, deps, secrets, stats, done, stop) =
+                (spec.clone(), deps.clone(), secrets.clone(), stats.clone(), done_tx.clone(), stop.clone());
+            tokio::spawn(async move {
+                let partition = (record.topic().to_owned(), record.partition());
+                let offset = record.offset();
+                let outcome = handle(&spec, generation, &deps, &secrets, &stats, record, stop).await;
+                let _ = done.send((key, partition, offset, outcome));
+            });
+        }
+        stats.in_flight.store(in_flight, Atomic::Relaxed);
+        // Back-pressure: stop fetching while too much is buffered.
+        let assignment = consumer.assignment().unwrap_or_default();
+        if !paused && buffered >= MAX_BUFFERED {
+            paused = consumer.pause(&assignment).is_ok();
+        } else if paused && buffered < MAX_BUFFERED / 2 {
+            paused = consumer.resume(&assignment).is_err();
+        }
+    }
+    commit(&consumer, &tracker, CommitMode::Sync, &spec.name);
+    exit
+}
+
+/// Which queue a record waits in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum QueueKey {
+    Key(String, i32, Vec<u8>),
+    Partition(String, i32),
+    /// Keyless records: their own queue each.
+    Single(String, i32, i64),
+}
+
+impl QueueKey {
+    fn of(record: &OwnedMessage, ordering: Ordering) -> Self {
+        let (topic, partition) = (record.topic().to_owned(), record.partition());
+        match (ordering, record.key()) {
+            (Ordering::Partition, _) => QueueKey::Partition(topic, partition),
+            (Ordering::Key, Some(key)) => QueueKey::Key(topic, partition, key.to_vec()),
+            (Ordering::Key, None) => QueueKey::Single(topic, partition, record.offset()),
+        }
+    }
+}
+
+fn consumer(
+    spec: &SubscriptionSpec,
+    kafka: &KafkaConfig,
+    tracker: Arc<Mutex<Tracker>>,
+) -> Result<StreamConsumer<Context>, String> {
+    let reset = match spec.start_position() {
+        Ok(Start::Earliest | Start::Time(_)) => "earliest",
+        _ => "latest",
+    };
+    let mut config = client_config(kafka);
+    config
+        .set("group.id", spec.group_id())
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", reset)
+        .set("isolation.level", "read_committed")
+        // A replica that dies loses its partitions to the others within this time.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000");
+    let consumer: StreamConsumer<Context> = config
+        .create_with_context(Context { tracker, name: spec.name.clone() })
+        .map_err(|e| format!("cannot create the consumer: {e}"))?;
+    let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| format!("cannot subscribe: {e}"))?;
+    Ok(consumer)
+}
+
+fn commit(consumer: &StreamConsumer<Context>, tracker: &Mutex<Tracker>, mode: CommitMode, name: &str) {
+    let offsets = tracker.lock().unwrap_or_else(PoisonError::into_inner).committable(None);
+    if offsets.count() > 0
+        && let Err(error) = consumer.commit(&offsets, mode)
+    {
+        tracing::warn!(subscription = name, error = %error, "offset commit failed; will retry");
+        // Forget the optimistic marks so the next tick tries again.
+        let mut tracker = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        for element in offsets.elements() {
+            if let Some(state) = tracker.partitions.get_mut(&(element.topic().to_owned(), element.partition())) {
+                state.committed = state.committed.min(element.offset().to_raw().unwrap_or(0) - 1);
+            }
+        }
+    }
+}
+
+/// The stable id of a record's message: the same on every retry and redelivery, new on a
+/// replay (a new generation).
+pub fn webhook_id(subscription: &str, generation: u64, topic: &str, partition: i32, offset: i64) -> String {
+    let digest = Sha256::digest(format!("{subscription}\n{generation}\n{topic}\n{partition}\n{offset}"));
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+/// Decodes, runs plugins, delivers with retries, or dead-letters one record.
+async fn handle(
+    spec: &SubscriptionSpec,
+    generation: u64,
+    deps: &Deps,
+    secrets: &[Secret],
+    stats: &Stats,
+    record: OwnedMessage,
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    // Turning the record into a body can fail for a while (registry down) or for good.
+    let body = loop {
+        match decode(deps, &record).await {
+            Ok(Some(body)) => break body,
+            Ok(None) => {
+                stats.skipped.fetch_add(1, Atomic::Relaxed);
+                return Outcome::Done;
+            }
+            Err(Decode::Permanent(reason)) => {
+                return dead_letter(spec, deps, stats, &record, &format!("undecodable: {reason}"), None, 0, &mut stop)
+                    .await;
+            }
+            Err(Decode::Transient(reason)) => {
+                stats.error(reason);
+                attempt += 1;
+                if wait(spec.retry.backoff(attempt, jitter()), &mut stop).await {
+                    return Outcome::Aborted;
+                }
+            }
+        }
+    };
+    let mut body = body;
+    for name in &spec.plugins {
+        let Some(plugin) = deps.plugins.get(name).filter(|p| p.implements(Hooks::CONSUME)) else { continue };
+        let event = plugin_event(&record, body.clone());
+        let decision = plugin.on_consume(std::slice::from_ref(&event)).map(|mut d| d.remove(0));
+        match decision {
+            Ok(PluginDelivery::Deliver) => {}
+            Ok(PluginDelivery::Modify(changes)) => {
+                if let Some(value) = changes.value {
+                    body = value;
+                }
+            }
+            Ok(PluginDelivery::Skip(_)) => {
+                stats.skipped.fetch_add(1, Atomic::Relaxed);
+                return Outcome::Done;
+            }
+            Ok(PluginDelivery::DeadLetter(reason)) => {
+                return dead_letter(spec, deps, stats, &record, &format!("{name}: {reason}"), None, 0, &mut stop).await;
+            }
+            // A failing consume plugin must not lose the event: it goes to the dead letter topic.
+            Err(error) => return dead_letter(spec, deps, stats, &record, &error.to_string(), None, 0, &mut stop).await,
+        }
+    }
+
+    let id = webhook_id(&spec.name, generation, record.topic(), record.partition(), record.offset());
+    let failure_hook =
+        spec.plugins.iter().filter_map(|name| deps.plugins.get(name)).find(|p| p.implements(Hooks::FAILURE));
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
+        let (status, error, retry_after) = match post(spec, deps, secrets, &id, &record, &body).await {
+            Ok(()) => {
+                stats.delivered.fetch_add(1, Atomic::Relaxed);
+                return Outcome::Done;
+            }
+            Err(Failed::Gone) => return Outcome::Gone(format!("{} answered 410 Gone", spec.url)),
+            Err(Failed::Status { status, retry_after }) => (Some(status), format!("HTTP {status}"), retry_after),
+            Err(Failed::Request(error)) => (None, error, None),
+        };
+        stats.failed_attempts.fetch_add(1, Atomic::Relaxed);
+        stats.error(format!("{id}: {error}"));
+        let exhausted = attempts >= spec.retry.max_attempts
+            || started.elapsed() >= Duration::from_millis(spec.retry.max_elapsed_ms);
+        let decision = match &failure_hook {
+            Some(plugin) if !exhausted => plugin
+                .on_failure(&Failure {
+                    event: plugin_event(&record, body.clone()),
+                    attempt: attempts,
+                    status,
+                    error: error.clone(),
+                })
+                .unwrap_or_else(|e| Decision::DeadLetter(format!("failure hook failed: {e}"))),
+            _ if exhausted => Decision::DeadLetter(format!("gave up after {attempts} attempts: {error}")),
+            _ => Decision::RetryAfter(0),
+        };
+        match decision {
+            Decision::RetryAfter(ms) => {
+                let delay = match (retry_after, ms) {
+                    // The subscriber knows best when it can take more; bounded by the time the
+                    // event may spend in retries at all.
+                    (Some(server), _) => server.min(Duration::from_millis(spec.retry.max_elapsed_ms)),
+                    (None, 0) => spec.retry.backoff(attempts, jitter()),
+                    (None, ms) => Duration::from_millis(u64::from(ms)),
+                };
+                if wait(delay, &mut stop).await {
+                    return Outcome::Aborted;
+                }
+            }
+            Decision::DeadLetter(reason) => {
+                return dead_letter(spec, deps, stats, &record, &reason, status, attempts, &mut stop).await;
+            }
+            Decision::Drop(_) => {
+                stats.skipped.fetch_add(1, Atomic::Relaxed);
+                return Outcome::Done;
+            }
+        }
+    }
+}
+
+enum Decode {
+    Permanent(String),
+    Transient(String),
+}
+
+/// The JSON body for a record: `None` for a tombstone (nothing to deliver).
+async fn decode(deps: &Deps, record: &OwnedMessage) -> Result<Option<Vec<u8>>, Decode> {
+    let Some(payload) = record.payload() else { return Ok(None) };
+    match crate::codec::wire::split(payload) {
+        Ok((id, body)) => {
+            let codec = deps.schemas.by_id(id).await.map_err(|e| match e {
+                crate::registry::RegistryError::Unavailable(reason) => Decode::Transient(reason),
+                other => Decode::Permanent(format!("schema {id}: {other}")),
+            })?;
+            match codec.as_ref() {
+                Codec::Avro(avro) => {
+                    let mut json = Vec::with_capacity(body.len() * 2);
+                    avro.decode_to_json(body, &mut json).map_err(|e| Decode::Permanent(format!("schema {id}: {e}")))?;
+                    Ok(Some(json))
+                }
+                Codec::JsonSchema(_) => {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+                        .map_err(|e| Decode::Permanent(format!("not JSON: {e}")))?;
+                    Ok(Some(body.to_vec()))
+                }
+            }
+        }
+        Err(_) => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+                .map_err(|e| Decode::Permanent(format!("neither Confluent-framed nor JSON: {e}")))?;
+            Ok(Some(payload.to_vec()))
+        }
+    }
+}
+
+fn plugin_event(record: &OwnedMessage, value: Vec<u8>) -> Event {
+    let headers = record
+        .headers()
+        .map(|h| {
+            h.iter().map(|h| Header { key: h.key.to_owned(), value: h.value.unwrap_or_default().to_vec() }).collect()
+        })
+        .unwrap_or_default();
+    Event {
+        topic: record.topic().to_owned(),
+        key: record.key().map(<[u8]>::to_vec),
+        value,
+        headers,
+        timestamp_ms: record.timestamp().to_millis().unwrap_or(0),
+    }
+}
+
+enum Failed {
+    Gone,
+    Status { status: u16, retry_after: Option<Duration> },
+    Request(String),
+}
+
+async fn post(
+    spec: &SubscriptionSpec,
+    deps: &Deps,
+    secrets: &[Secret],
+    id: &str,
+    record: &OwnedMessage,
+    body: &[u8],
+) -> Result<(), Failed> {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut request = deps
+        .http
+        .post(&spec.url)
+        .timeout(Duration::from_millis(spec.timeout_ms))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature(secrets, id, timestamp, body))
+        .header("sluice-topic", record.topic())
+        .header("sluice-partition", record.partition().to_string())
+        .header("sluice-offset", record.offset().to_string());
+    if let Some(key) = record.key() {
+        match std::str::from_utf8(key) {
+            Ok(text) if text.chars().all(|c| !c.is_control()) => request = request.header("sluice-key", text),
+            _ => {
+                use base64::Engine as _;
+                request = request.header("sluice-key-base64", base64::engine::general_purpose::STANDARD.encode(key));
+            }
+        }
+    }
+    let response = request.body(body.to_vec()).send().await.map_err(|e| Failed::Request(format!("{e:#}")))?;
+    let status = response.status();
+    if status.is_success() {
+        // Read (and discard) the body so the connection can be reused.
+        let _ = response.bytes().await;
+        return Ok(());
+    }
+    if status == reqwest::StatusCode::GONE {
+        return Err(Failed::Gone);
+    }
+    let retry_after = if matches!(status.as_u16(), 429 | 503) {
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    } else {
+        None
+    };
+    Err(Failed::Status { status: status.as_u16(), retry_after })
+}
+
+/// Sends a record to the dead letter topic (retrying until Kafka takes it), with headers
+/// saying why and from where.
+#[allow(clippy::too_many_arguments)]
+async fn dead_letter(
+    spec: &SubscriptionSpec,
+    deps: &Deps,
+    stats: &Stats,
+    record: &OwnedMessage,
+    reason: &str,
+    status: Option<u16>,
+    attempts: u32,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let mut retry = 0;
+    loop {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = record.headers() {
+            for header in original.iter() {
+                headers = headers.insert(header);
+            }
+        }
+        let fields = [
+            ("sluice-dlq-reason", reason.to_owned()),
+            ("sluice-dlq-status", status.map(|s| s.to_string()).unwrap_or_default()),
+            ("sluice-dlq-attempts", attempts.to_string()),
+            ("sluice-dlq-subscription", spec.name.clone()),
+            ("sluice-dlq-topic", record.topic().to_owned()),
+            ("sluice-dlq-partition", record.partition().to_string()),
+            ("sluice-dlq-offset", record.offset().to_string()),
+        ];
+        for (key, value) in &fields {
+            headers = headers.insert(rdkafka::message::Header { key, value: Some(value.as_str()) });
+        }
+        let sent = match deps.producer.send(
+            &spec.dead_letter_topic,
+            record.key(),
+            record.payload().unwrap_or_default(),
+            Some(headers),
+        ) {
+            Ok(delivery) => deps.producer.delivered(delivery).await,
+            Err(error) => Err(error),
+        };
+        match sent {
+            Ok(_) => {
+                stats.dead_lettered.fetch_add(1, Atomic::Relaxed);
+                tracing::warn!(
+                    subscription = spec.name,
+                    topic = record.topic(),
+                    offset = record.offset(),
+                    reason,
+                    "event dead-lettered"
+                );
+                return Outcome::Done;
+            }
+            Err(error) => {
+                stats.error(format!("dead letter topic {}: {error}", spec.dead_letter_topic));
+                retry += 1;
+                if wait(spec.retry.backoff(retry, jitter()), stop).await {
+                    return Outcome::Aborted;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps, unless told to stop first (then true).
+async fn wait(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(delay) => None,
+        _ = stop.wait_for(|stopped| *stopped) => Some(true),
+    };
+    stopped.unwrap_or_else(|| *stop.borrow())
+}
+
+/// A number in [0, 1) for backoff jitter, without a random number crate: the clock's nanoseconds.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
+}

@@ -1,0 +1,130 @@
+//! `/v1/subscriptions`: create, list, show, delete, pause, resume, replay and redrive webhook
+//! subscriptions. Secrets go in when a subscription is created and never come out.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::AppState;
+use super::body::{check_content_type, read_limited};
+use super::problem::Problem;
+use crate::deliver::spec::SubscriptionSpec;
+use crate::deliver::{ReplayFrom, SubscriptionError};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/subscriptions", get(list).post(create))
+        .route("/v1/subscriptions/{name}", get(show).delete(delete))
+        .route("/v1/subscriptions/{name}/pause", post(pause))
+        .route("/v1/subscriptions/{name}/resume", post(resume))
+        .route("/v1/subscriptions/{name}/replay", post(replay))
+        .route("/v1/subscriptions/{name}/redrive", post(redrive))
+}
+
+fn problem(error: SubscriptionError) -> Problem {
+    match error {
+        SubscriptionError::Invalid(problems) => {
+            let errors: Vec<_> = problems
+                .iter()
+                .map(|(field, message)| json!({"pointer": format!("/{field}"), "message": message}))
+                .collect();
+            let detail = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-subscription", "Invalid subscription", detail)
+                .with("errors", errors)
+        }
+        SubscriptionError::UrlNotAllowed(detail) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "url-not-allowed", "Subscriber URL not allowed", detail)
+                .with("errors", vec![json!({"pointer": "/url", "message": "resolves to an internal address"})])
+        }
+        SubscriptionError::Exists(_) => {
+            Problem::new(StatusCode::CONFLICT, "subscription-exists", "Subscription exists", error.to_string())
+        }
+        SubscriptionError::Declared(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "subscription-declared",
+            "Declared in the configuration",
+            error.to_string(),
+        ),
+        SubscriptionError::NotFound(_) => {
+            Problem::new(StatusCode::NOT_FOUND, "unknown-subscription", "Unknown subscription", error.to_string())
+        }
+        SubscriptionError::BadRequest(detail) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid body", detail)
+        }
+        SubscriptionError::Unavailable(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "subscriptions-unavailable",
+            "Subscriptions unavailable",
+            error.to_string(),
+        )
+        .retry_after(5),
+    }
+}
+
+/// A JSON request body, with the same checks and errors as the produce endpoint.
+async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, limit: usize) -> Result<T, Problem> {
+    check_content_type(headers)?;
+    let bytes = read_limited(body, headers, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let (status, slug, title) = if e.is_data() {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid-subscription", "Invalid subscription")
+        } else {
+            (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+        };
+        Problem::new(status, slug, title, e.to_string()).with("line", e.line()).with("column", e.column())
+    })
+}
+
+async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    let spec: SubscriptionSpec = json_body(&headers, body, app.http.max_body_bytes).await?;
+    let name = spec.name.clone();
+    app.deliveries.create(spec).await.map_err(problem)?;
+    let status = app.deliveries.status(&name, false).await.map_err(problem)?;
+    Ok((StatusCode::CREATED, axum::Json(status)).into_response())
+}
+
+async fn list(State(app): State<Arc<AppState>>) -> Response {
+    axum::Json(json!({ "subscriptions": app.deliveries.list().await })).into_response()
+}
+
+async fn show(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+    Ok(axum::Json(app.deliveries.status(&name, true).await.map_err(problem)?).into_response())
+}
+
+async fn delete(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+    app.deliveries.delete(&name).await.map_err(problem)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn pause(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+    app.deliveries.pause(&name).await.map_err(problem)?;
+    Ok(axum::Json(app.deliveries.status(&name, false).await.map_err(problem)?).into_response())
+}
+
+async fn resume(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+    app.deliveries.resume(&name).await.map_err(problem)?;
+    Ok(axum::Json(app.deliveries.status(&name, false).await.map_err(problem)?).into_response())
+}
+
+async fn replay(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let from: ReplayFrom = json_body(&headers, body, app.http.max_body_bytes).await?;
+    let generation = app.deliveries.replay(&name, from).await.map_err(problem)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "generation": generation }))).into_response())
+}
+
+async fn redrive(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+    let records = app.deliveries.redrive(&name).await.map_err(problem)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "records": records }))).into_response())
+}
