@@ -36,6 +36,7 @@
 
 mod apicurio;
 mod cache;
+mod gateway;
 mod kafka;
 mod plugins;
 mod process;
@@ -45,6 +46,7 @@ mod shared;
 
 pub use apicurio::Apicurio;
 pub use cache::cache_dir;
+pub use gateway::GatewayProcess;
 pub use kafka::{Kafka, consume_all};
 pub use plugins::plugin_wasm;
 pub use python::python;

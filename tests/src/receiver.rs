@@ -1,6 +1,6 @@
 //! A real HTTP webhook receiver for the delivery tests: it records every request it gets and
 //! answers as each path is told to (succeed, fail a number of times per message, always fail,
-//! 410, or be slow for one key).
+//! 410, be slow, or be slow for one key).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +27,8 @@ pub enum Behaviour {
     },
     Always(u16),
     Gone,
+    /// Succeed after `delay`, every request: a subscriber that keeps deliveries in flight.
+    Delay(Duration),
     /// Succeed, but only after `delay` for requests whose `sluice-key` is `key`.
     SlowKey {
         key: String,
@@ -159,6 +161,10 @@ async fn handle(
         Behaviour::FailFirst { .. } => (200, None),
         Behaviour::Always(status) => (*status, None),
         Behaviour::Gone => (410, None),
+        Behaviour::Delay(delay) => {
+            tokio::time::sleep(*delay).await;
+            (200, None)
+        }
         Behaviour::SlowKey { key, delay } => {
             if headers.get("sluice-key") == Some(key) {
                 tokio::time::sleep(*delay).await;

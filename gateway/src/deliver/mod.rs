@@ -98,6 +98,8 @@ pub struct Status {
     pub in_flight: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Partitions this replica delivers now, by topic (the group spreads them over replicas).
+    pub assigned: BTreeMap<String, Vec<i32>>,
     /// Records not yet delivered, by topic and partition (whole group).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub lag: BTreeMap<String, BTreeMap<i32, i64>>,
@@ -413,6 +415,7 @@ impl Deliveries {
             skipped: stats.skipped.load(A::Relaxed),
             in_flight: stats.in_flight.load(A::Relaxed),
             last_error: stats.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            assigned: stats.assignment(),
             lag,
             spec,
         })

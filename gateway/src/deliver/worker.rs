@@ -12,7 +12,7 @@
 //! offset below the record, so whoever takes the partition delivers it again with the same
 //! `webhook-id`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -61,11 +61,34 @@ pub struct Stats {
     pub skipped: AtomicU64,
     pub in_flight: AtomicUsize,
     pub last_error: Mutex<Option<String>>,
+    /// The partitions this replica holds now.
+    pub assigned: Mutex<BTreeSet<TopicPartition>>,
 }
 
 impl Stats {
     fn error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// The partitions this replica holds now, by topic.
+    pub fn assignment(&self) -> BTreeMap<String, Vec<i32>> {
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in self.assigned.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            by_topic.entry(topic.clone()).or_default().push(*partition);
+        }
+        by_topic
+    }
+
+    fn track(&self, list: &TopicPartitionList, held: bool) {
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        for element in list.elements() {
+            let partition = (element.topic().to_owned(), element.partition());
+            if held {
+                assigned.insert(partition);
+            } else {
+                assigned.remove(&partition);
+            }
+        }
     }
 }
 
@@ -122,6 +145,7 @@ impl Tracker {
 /// Commits a revoked partition's done offsets before it moves to another replica.
 struct Context {
     tracker: Arc<Mutex<Tracker>>,
+    stats: Arc<Stats>,
     name: String,
 }
 
@@ -130,6 +154,7 @@ impl ClientContext for Context {}
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
+            self.stats.track(revoked, false);
             let gone: Vec<TopicPartition> =
                 revoked.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
             let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
@@ -149,6 +174,7 @@ impl ConsumerContext for Context {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
+            self.stats.track(assigned, true);
             tracing::info!(subscription = self.name, partitions = assigned.count(), "partitions assigned");
             let _ = consumer;
         }
@@ -186,7 +212,7 @@ pub async fn run(
         return Exit::Failed(reason);
     }
     let tracker = Arc::new(Mutex::new(Tracker::default()));
-    let consumer = match consumer(&spec, &deps.kafka, tracker.clone()) {
+    let consumer = match consumer(&spec, &deps.kafka, tracker.clone(), stats.clone()) {
         Ok(consumer) => Arc::new(consumer),
         Err(error) => return Exit::Failed(error),
     };
@@ -305,6 +331,8 @@ pub async fn run(
         }
     }
     commit(&consumer, &tracker, CommitMode::Sync, &spec.name);
+    drop(consumer);
+    stats.assigned.lock().unwrap_or_else(PoisonError::into_inner).clear();
     exit
 }
 
@@ -332,6 +360,7 @@ fn consumer(
     spec: &SubscriptionSpec,
     kafka: &KafkaConfig,
     tracker: Arc<Mutex<Tracker>>,
+    stats: Arc<Stats>,
 ) -> Result<StreamConsumer<Context>, String> {
     let reset = match spec.start_position() {
         Ok(Start::Earliest | Start::Time(_)) => "earliest",
@@ -348,7 +377,7 @@ fn consumer(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000");
     let consumer: StreamConsumer<Context> = config
-        .create_with_context(Context { tracker, name: spec.name.clone() })
+        .create_with_context(Context { tracker, stats, name: spec.name.clone() })
         .map_err(|e| format!("cannot create the consumer: {e}"))?;
     let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| format!("cannot subscribe: {e}"))?;

@@ -1,0 +1,104 @@
+//! The `sluice` binary as a child process, for tests that must kill it, stop it or run two of
+//! them: what a replica in production goes through, which a gateway inside the test process
+//! cannot show.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::process::{Process, free_ports, scratch_dir};
+
+/// How long a gateway may take to answer `/readyz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a clean shutdown may take before the process is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// A `sluice serve` process on a free loopback port. Dropping it kills the process.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    name: &'static str,
+    binary: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    base: String,
+    process: Option<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Starts `binary serve` with `config` (TOML without an `[http]` section: the listener is
+    /// chosen here) and waits until it is ready.
+    pub async fn start(name: &'static str, binary: impl AsRef<Path>, config: &str) -> anyhow::Result<Self> {
+        let dir = scratch_dir("sluice")?;
+        let [port] = free_ports::<1>()?;
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, format!("[http]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let mut gateway = Self {
+            name,
+            binary: binary.as_ref().to_owned(),
+            config: path,
+            log: dir.path().join("sluice.log"),
+            base: format!("http://127.0.0.1:{port}"),
+            process: None,
+            _dir: dir,
+        };
+        gateway.restart().await?;
+        Ok(gateway)
+    }
+
+    /// `http://127.0.0.1:PORT`, the same across restarts.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Where its output goes (appended across restarts).
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Starts it again with the same config and port (after [`kill`](Self::kill) or
+    /// [`stop`](Self::stop)), and waits until it is ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.process.is_none(), "{} is still running", self.name);
+        let mut command = Command::new(&self.binary);
+        command.args(["serve", "--config"]).arg(&self.config);
+        if std::env::var_os("SLUICE_LOG").is_none() {
+            command.env("SLUICE_LOG", "info,sluice=debug");
+        }
+        let mut process = Process::spawn(self.name, command, &self.log)?;
+        let (http, url) = (reqwest::Client::new(), format!("{}/readyz", self.base));
+        process
+            .wait_ready(READY_TIMEOUT, async || Ok(http.get(&url).send().await.is_ok_and(|r| r.status().is_success())))
+            .await?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown code runs, as when a node dies.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, and waits for a clean exit (killing it after a grace period).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            let status = process.terminate(STOP_GRACE).await?;
+            anyhow::ensure!(status.success(), "{} exited with {status} on SIGTERM", self.name);
+        }
+        Ok(())
+    }
+
+    /// An error that quotes the end of its log.
+    pub fn failure(&self, problem: impl std::fmt::Display) -> anyhow::Error {
+        match &self.process {
+            Some(process) => process.failure(problem),
+            None => anyhow::anyhow!("{} {problem} (not running; log at {})", self.name, self.log.display()),
+        }
+    }
+}
