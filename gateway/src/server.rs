@@ -200,6 +200,7 @@ async fn start_deliveries(
         schemas: schemas.clone(),
         plugins: plugins.clone(),
         http,
+        max_buffered: config.delivery.max_buffered_records,
     };
     Ok(Deliveries::start(log, config.subscriptions.clone(), deps, guard).await)
 }

@@ -27,20 +27,25 @@ struct Setup {
 }
 
 async fn setup(partitions: i32) -> anyhow::Result<Setup> {
+    setup_with(partitions, "").await
+}
+
+/// [`setup`] with more `[delivery]` settings.
+async fn setup_with(partitions: i32, delivery: &str) -> anyhow::Result<Setup> {
     let topic = unique_name("deliver");
     let dlq = format!("{topic}-dlq");
     Kafka::shared().create_topic(&topic, partitions, &[]).await?;
     Kafka::shared().create_topic(&dlq, 1, &[]).await?;
     let (subscriptions, registry) = (unique_name("_subscriptions"), unique_name("_schemas"));
-    let env = gateway(&topic, &subscriptions, &registry).await?;
+    let env = gateway(&topic, &subscriptions, &registry, delivery).await?;
     env.register(&format!("{topic}-value"), "AVRO", ORDER_PLACED).await?;
     Ok(Setup { env, topic, dlq, receiver: Receiver::start().await? })
 }
 
 /// A gateway routing `topic`, with its subscriptions and schemas in the given topics.
-async fn gateway(topic: &str, subscriptions: &str, registry: &str) -> anyhow::Result<Env> {
+async fn gateway(topic: &str, subscriptions: &str, registry: &str, delivery: &str) -> anyhow::Result<Env> {
     let text = format!(
-        "[delivery]\ntopic = \"{subscriptions}\"\nallow_networks = [\"127.0.0.0/8\"]\n{}",
+        "[delivery]\ntopic = \"{subscriptions}\"\nallow_networks = [\"127.0.0.0/8\"]\n{delivery}\n{}",
         route(topic, "avro", Some("/order_id"))
     );
     Env::start_on(RegistryKind::Embedded, &Kafka::shared().bootstrap_servers(), &text, "", Some(registry)).await
@@ -254,6 +259,45 @@ async fn per_key_order_holds_while_other_keys_overtake_a_slow_one() -> anyhow::R
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_that_falls_behind_pauses_fetching_within_the_buffer_and_then_gets_everything()
+-> anyhow::Result<()> {
+    let s = setup_with(2, "max_buffered_records = 40").await?;
+    s.receiver.set("behind", Behaviour::Always(503));
+    let events: Vec<Value> = (0..300).map(|i| order(&format!("b-{i}"))).collect();
+    s.produce(&events).await?;
+    let retry = json!({"max_attempts": 10_000, "initial_backoff_ms": 50, "max_backoff_ms": 200});
+    let (status, body) = s.subscribe("behind", "behind", json!({ "retry": retry })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Nothing gets through: the buffer fills, stays full, and fetching pauses.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let paused = loop {
+        let status = s.status("behind").await?;
+        if status["fetch_paused"] == true {
+            break status;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "fetching never paused: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let buffered = paused["buffered"].as_u64().unwrap_or(u64::MAX);
+    assert!(buffered <= 40, "the buffer holds at most max_buffered_records: {paused}");
+
+    // The subscriber recovers: every event arrives, fetching resumes, nothing is dead-lettered.
+    s.receiver.set("behind", Behaviour::Ok);
+    let received =
+        s.receiver.wait_until("behind", WAIT, |r| r.iter().filter(|r| r.status == 200).count() >= events.len()).await;
+    let delivered: HashSet<&str> =
+        received.iter().filter(|r| r.status == 200).map(|r| r.header("sluice-key")).collect();
+    let missing: Vec<&Value> = events.iter().filter(|e| !delivered.contains(e["order_id"].as_str().unwrap())).collect();
+    assert!(missing.is_empty(), "{} events never delivered, e.g. {:?}", missing.len(), missing.first());
+    s.drained("behind").await?;
+    let status = s.status("behind").await?;
+    assert_eq!((&status["fetch_paused"], &status["dead_lettered"]), (&json!(false), &json!(0)), "{status}");
+    s.env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_410_disables_the_subscription_until_it_is_resumed() -> anyhow::Result<()> {
     let s = setup(1).await?;
     s.receiver.set("gone", Behaviour::Gone);
@@ -320,7 +364,7 @@ async fn api_subscriptions_survive_restarts_replay_exact_ranges_and_redrive_dead
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     Kafka::shared().create_topic(&dlq, 1, &[]).await?;
     let (subscriptions, registry) = (unique_name("_subscriptions"), unique_name("_schemas"));
-    let env = gateway(&topic, &subscriptions, &registry).await?;
+    let env = gateway(&topic, &subscriptions, &registry, "").await?;
     env.register(&format!("{topic}-value"), "AVRO", ORDER_PLACED).await?;
     let s = Setup { env, topic, dlq, receiver: Receiver::start().await? };
     s.subscribe(
@@ -337,7 +381,7 @@ async fn api_subscriptions_survive_restarts_replay_exact_ranges_and_redrive_dead
     // A restarted gateway serves the API-created subscription.
     let Setup { env, topic, dlq, receiver } = s;
     env.gateway.stop().await?;
-    let env = gateway(&topic, &subscriptions, &registry).await?;
+    let env = gateway(&topic, &subscriptions, &registry, "").await?;
     let listed: Value = env.http.get(format!("{}/v1/subscriptions", env.base)).send().await?.json().await?;
     assert_eq!(listed["subscriptions"][0]["name"], "durable", "{listed}");
     let s = Setup { env, topic, dlq, receiver };

@@ -59,11 +59,20 @@ pub struct DeliveryConfig {
     pub allow_networks: Vec<String>,
     /// Idle keep-alive connections kept per subscriber host. Default 256.
     pub max_idle_connections_per_host: usize,
+    /// Records a replica holds per subscription while they wait for delivery; beyond this it
+    /// stops taking more from Kafka (and pauses fetching if the subscriber stays behind).
+    /// Default 10000.
+    pub max_buffered_records: usize,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        Self { topic: "_sluice_subscriptions".into(), allow_networks: Vec::new(), max_idle_connections_per_host: 256 }
+        Self {
+            topic: "_sluice_subscriptions".into(),
+            allow_networks: Vec::new(),
+            max_idle_connections_per_host: 256,
+            max_buffered_records: 10_000,
+        }
     }
 }
 

@@ -281,6 +281,9 @@ pub(super) fn delivery(delivery: &DeliveryConfig, problems: &mut Vec<Problem>) {
     if let Err(why) = check_topic_name(&delivery.topic) {
         problems.push(Problem::new("delivery.topic", why));
     }
+    if delivery.max_buffered_records == 0 {
+        problems.push(Problem::new("delivery.max_buffered_records", "must be at least 1"));
+    }
     for (i, network) in delivery.allow_networks.iter().enumerate() {
         if network.parse::<ipnet::IpNet>().is_err() {
             problems.push(Problem::new(

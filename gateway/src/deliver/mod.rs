@@ -96,6 +96,10 @@ pub struct Status {
     pub dead_lettered: u64,
     pub skipped: u64,
     pub in_flight: usize,
+    /// Records taken from Kafka on this replica and waiting for an outcome.
+    pub buffered: usize,
+    /// Whether this replica stopped fetching because the subscriber is not keeping up.
+    pub fetch_paused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Partitions this replica delivers now, by topic (the group spreads them over replicas).
@@ -414,6 +418,8 @@ impl Deliveries {
             dead_lettered: stats.dead_lettered.load(A::Relaxed),
             skipped: stats.skipped.load(A::Relaxed),
             in_flight: stats.in_flight.load(A::Relaxed),
+            buffered: stats.buffered.load(A::Relaxed),
+            fetch_paused: stats.paused.load(A::Relaxed),
             last_error: stats.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             assigned: stats.assignment(),
             lag,

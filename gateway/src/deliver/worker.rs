@@ -13,7 +13,7 @@
 //! `webhook-id`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as Atomic};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,8 +34,12 @@ use crate::plugin::bindings::{Decision, Delivery as PluginDelivery, Event, Failu
 use crate::plugin::store::Plugins;
 use crate::registry::SchemaCache;
 
-/// Records a replica buffers per subscription before it pauses fetching.
-const MAX_BUFFERED: usize = 10_000;
+/// How long the buffer may stay full before the partitions are paused. Until then the consumer
+/// is simply not polled (librdkafka's bounded prefetch queue holds what was fetched); pausing
+/// throws that prefetch away and costs a refetch on resume, which stalled deliveries when done
+/// on every brief fill, but a consumer that is not polled serves no rebalance and eventually
+/// leaves its group — so a subscriber that stays slow gets its partitions paused instead.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 /// How often done offsets are committed.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// Records taken from the consumer at once when more are ready.
@@ -50,6 +54,8 @@ pub struct Deps {
     pub schemas: Arc<SchemaCache>,
     pub plugins: Arc<Plugins>,
     pub http: reqwest::Client,
+    /// Records buffered per subscription before the worker stops taking more from the consumer.
+    pub max_buffered: usize,
 }
 
 /// Counters and the last error, for the status API.
@@ -60,6 +66,10 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     pub skipped: AtomicU64,
     pub in_flight: AtomicUsize,
+    /// Records taken from Kafka and waiting for an outcome here.
+    pub buffered: AtomicUsize,
+    /// Whether fetching is paused because the subscriber is not keeping up.
+    pub paused: AtomicBool,
     pub last_error: Mutex<Option<String>>,
     /// The partitions this replica holds now.
     pub assigned: Mutex<BTreeSet<TopicPartition>>,
@@ -216,13 +226,18 @@ pub async fn run(
         Ok(consumer) => Arc::new(consumer),
         Err(error) => return Exit::Failed(error),
     };
-    let secrets = Arc::new(spec.parsed_secrets());
+    let Ok(url) = reqwest::Url::parse(&spec.url) else {
+        return Exit::Failed(format!("'{}' is not a URL", spec.url));
+    };
+    // Parsed once: per request, parsing the URL cost more than signing the body.
+    let target = Arc::new(Target { url, secrets: spec.parsed_secrets() });
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(QueueKey, TopicPartition, i64, Outcome)>();
     let mut queues: HashMap<QueueKey, VecDeque<Item>> = HashMap::new();
     let mut ready: VecDeque<QueueKey> = VecDeque::new();
     let mut in_flight = 0usize;
     let mut buffered = 0usize;
     let mut paused = false;
+    let mut full_since: Option<tokio::time::Instant> = None;
     let mut commit_tick = tokio::time::interval(COMMIT_EVERY);
     let mut exit = Exit::Stopped;
 
@@ -256,7 +271,13 @@ pub async fn run(
                     }
                 }
             }
-            message = consumer.recv() => {
+            _ = tokio::time::sleep_until(full_since.unwrap_or_else(tokio::time::Instant::now) + PAUSE_AFTER),
+                if full_since.is_some() && !paused =>
+            {
+                paused = consumer.assignment().and_then(|a| consumer.pause(&a)).is_ok();
+                tracing::debug!(subscription = spec.name, buffered, "buffer full for {PAUSE_AFTER:?}: partitions paused");
+            }
+            message = consumer.recv(), if full_since.is_none() || paused => {
                 let mut batch = Vec::with_capacity(BATCH);
                 match message {
                     Ok(message) => batch.push(message.detach()),
@@ -265,12 +286,17 @@ pub async fn run(
                         stats.error(format!("consumer: {error}"));
                     }
                 }
-                // Take whatever else is ready now, so work arrives in batches.
-                while batch.len() < BATCH {
+                // Take whatever else is ready now, so work arrives in batches, within the buffer.
+                let room = deps.max_buffered.saturating_sub(buffered).clamp(1, BATCH);
+                while batch.len() < room {
                     match consumer.recv().now_or_never() {
                         Some(Ok(message)) => batch.push(message.detach()),
                         _ => break,
                     }
+                }
+                if paused && !batch.is_empty() {
+                    // From partitions assigned since the pause: pause those too.
+                    let _ = consumer.assignment().and_then(|a| consumer.pause(&a));
                 }
                 let mut tracker_guard = tracker.lock().unwrap_or_else(PoisonError::into_inner);
                 for record in batch {
@@ -312,28 +338,39 @@ pub async fn run(
             }
             in_flight += 1;
             let record = item.record.clone();
-            let (spec, deps, secrets, stats, done, stop) =
-                (spec.clone(), deps.clone(), secrets.clone(), stats.clone(), done_tx.clone(), stop.clone());
+            let (spec, deps, target, stats, done, stop) =
+                (spec.clone(), deps.clone(), target.clone(), stats.clone(), done_tx.clone(), stop.clone());
             tokio::spawn(async move {
                 let partition = (record.topic().to_owned(), record.partition());
                 let offset = record.offset();
-                let outcome = handle(&spec, generation, &deps, &secrets, &stats, record, stop).await;
+                let outcome = handle(&spec, generation, &deps, &target, &stats, record, stop).await;
                 let _ = done.send((key, partition, offset, outcome));
             });
         }
         stats.in_flight.store(in_flight, Atomic::Relaxed);
-        // Back-pressure: stop fetching while too much is buffered.
-        let assignment = consumer.assignment().unwrap_or_default();
-        if !paused && buffered >= MAX_BUFFERED {
-            paused = consumer.pause(&assignment).is_ok();
-        } else if paused && buffered < MAX_BUFFERED / 2 {
-            paused = consumer.resume(&assignment).is_err();
+        stats.buffered.store(buffered, Atomic::Relaxed);
+        // Back-pressure: stop taking records while too much is buffered (see `PAUSE_AFTER`).
+        // `assignment()` is a round trip to librdkafka's main thread: only when needed.
+        if buffered >= deps.max_buffered {
+            full_since.get_or_insert_with(tokio::time::Instant::now);
+        } else if !paused {
+            full_since = None;
+        } else if buffered < deps.max_buffered / 2 {
+            paused = consumer.assignment().and_then(|a| consumer.resume(&a)).is_err();
+            full_since = None;
         }
+        stats.paused.store(paused, Atomic::Relaxed);
     }
     commit(&consumer, &tracker, CommitMode::Sync, &spec.name);
     drop(consumer);
     stats.assigned.lock().unwrap_or_else(PoisonError::into_inner).clear();
     exit
+}
+
+/// Where a subscription's events go and what signs them.
+struct Target {
+    url: reqwest::Url,
+    secrets: Vec<Secret>,
 }
 
 /// Which queue a record waits in.
@@ -413,7 +450,7 @@ async fn handle(
     spec: &SubscriptionSpec,
     generation: u64,
     deps: &Deps,
-    secrets: &[Secret],
+    target: &Target,
     stats: &Stats,
     record: OwnedMessage,
     mut stop: watch::Receiver<bool>,
@@ -471,7 +508,7 @@ async fn handle(
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
-        let (status, error, retry_after) = match post(spec, deps, secrets, &id, &record, &body).await {
+        let (status, error, retry_after) = match post(spec, deps, target, &id, &record, &body).await {
             Ok(()) => {
                 stats.delivered.fetch_add(1, Atomic::Relaxed);
                 return Outcome::Done;
@@ -580,7 +617,7 @@ enum Failed {
 async fn post(
     spec: &SubscriptionSpec,
     deps: &Deps,
-    secrets: &[Secret],
+    target: &Target,
     id: &str,
     record: &OwnedMessage,
     body: &[u8],
@@ -588,12 +625,12 @@ async fn post(
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut request = deps
         .http
-        .post(&spec.url)
+        .post(target.url.clone())
         .timeout(Duration::from_millis(spec.timeout_ms))
         .header("content-type", "application/json")
         .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature(secrets, id, timestamp, body))
+        .header("webhook-signature", signature(&target.secrets, id, timestamp, body))
         .header("sluice-topic", record.topic())
         .header("sluice-partition", record.partition().to_string())
         .header("sluice-offset", record.offset().to_string());

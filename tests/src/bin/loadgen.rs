@@ -22,11 +22,11 @@ use clap::Parser;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
-use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice::codec::Codec;
 use sluice::codec::SchemaType;
+use sluice_tests::bench::{SCHEMA, event, raw_producer};
 use sluice_tests::{Kafka, unique_name};
 
 // The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
@@ -58,41 +58,6 @@ struct Args {
 
 const BATCH: usize = 100;
 const PARTITIONS: i32 = 3;
-
-/// ~300-byte events with the fields a real order carries.
-const SCHEMA: &str = r#"{
-  "type": "record", "name": "OrderPlaced", "namespace": "dev.sluice.bench",
-  "fields": [
-    {"name": "order_id", "type": "string"},
-    {"name": "customer_id", "type": "string"},
-    {"name": "total_cents", "type": "long"},
-    {"name": "currency", "type": {"type": "enum", "name": "Currency", "symbols": ["EUR", "USD", "GBP"]}},
-    {"name": "placed_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "channel", "type": ["null", "string"], "default": null},
-    {"name": "shipping_method", "type": "string", "default": "standard"},
-    {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "Item", "fields": [
-      {"name": "sku", "type": "string"}, {"name": "quantity", "type": "int"}, {"name": "price_cents", "type": "long"}
-    ]}}}
-  ]
-}"#;
-
-const CURRENCIES: [&str; 3] = ["EUR", "USD", "GBP"];
-
-fn event(i: usize) -> Value {
-    json!({
-        "order_id": format!("order-{i:08}"),
-        "customer_id": format!("customer-{:06}", i % 50_000),
-        "total_cents": 1999 + i % 1000,
-        "currency": CURRENCIES[i % 3],
-        "placed_at": 1_795_773_600_000_i64 + i as i64,
-        "channel": if i.is_multiple_of(2) { json!("web") } else { json!(null) },
-        "shipping_method": "express",
-        "items": [
-            {"sku": format!("sku-{:05}", i % 9973), "quantity": 1 + i % 3, "price_cents": 999},
-            {"sku": format!("sku-{:05}", (i * 7) % 9973), "quantity": 1, "price_cents": 1000}
-        ]
-    })
-}
 
 #[derive(Debug)]
 struct Outcome {
@@ -224,19 +189,6 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
         bail!("some requests failed; the figures are not comparable");
     }
     Ok(())
-}
-
-/// The producer settings the gateway uses (see `gateway/src/kafka/producer.rs`).
-fn raw_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "zstd")
-        .set("linger.ms", "5")
-        .set("partitioner", "murmur2_random")
-        .set("queue.buffering.max.messages", "200000")
-        .create()?)
 }
 
 /// Runs `connections` loops, each sending a body and awaiting its answer, for warm-up + `measure`.
