@@ -3,12 +3,22 @@
 //!
 //! The in-memory Kafka is librdkafka's mock cluster: real Kafka protocol, real idempotent
 //! producer, but everything lives in this process and is gone when it exits.
+//!
+//! A webhook inbox at `/dev/inbox` lets subscriptions be tried without a receiver of one's own:
+//! it keeps the last deliveries it got, with their headers, for `GET /dev/inbox` to show.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use serde_json::{Value, json};
 
 use crate::codec::SchemaType;
 use crate::config::{Config, Format, HttpConfig, KafkaConfig, RegistryConfig, TopicConfig};
@@ -17,6 +27,10 @@ use crate::server::{Gateway, Prepared};
 
 /// The example route's topic.
 pub const TOPIC: &str = "orders.placed";
+/// The example route's dead letter topic, for subscriptions tried in dev mode.
+pub const DEAD_LETTER_TOPIC: &str = "orders.placed.dlq";
+/// Deliveries the inbox keeps.
+const INBOX_SIZE: usize = 100;
 /// The example route's Avro schema.
 pub const ORDER_PLACED_V1: &str = include_str!("../../deploy/examples/schemas/order-placed-v1.avsc");
 
@@ -33,6 +47,7 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
     let cluster = MockCluster::new(1).context("cannot start the in-memory Kafka cluster")?;
     let registry = RegistryConfig::default();
     cluster.create_topic(TOPIC, 3, 1).context("cannot create the example topic")?;
+    cluster.create_topic(DEAD_LETTER_TOPIC, 1, 1).context("cannot create the dead letter topic")?;
     cluster.create_topic(&registry.topic, 1, 1).context("cannot create the registry topic")?;
     cluster
         .create_topic(&crate::config::DeliveryConfig::default().topic, 1, 1)
@@ -46,8 +61,33 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
         .register(&format!("{TOPIC}-value"), Schema::new(SchemaType::Avro, ORDER_PLACED_V1))
         .await
         .context("cannot register the example schema")?;
-    let gateway = prepared.listen().await?;
+    let gateway = prepared.listen_with(inbox()).await?;
     Ok(Dev { gateway, _cluster: cluster })
+}
+
+type Inbox = Arc<Mutex<VecDeque<Value>>>;
+
+/// `POST /dev/inbox` keeps a delivery; `GET /dev/inbox` lists the kept ones, oldest first.
+fn inbox() -> axum::Router {
+    async fn keep(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("webhook-") || name.as_str().starts_with("sluice-"))
+            .map(|(name, value)| (name.as_str().to_owned(), json!(value.to_str().unwrap_or_default())))
+            .collect();
+        let body = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
+        let mut inbox = inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if inbox.len() == INBOX_SIZE {
+            inbox.pop_front();
+        }
+        inbox.push_back(json!({ "headers": headers, "body": body }));
+        StatusCode::NO_CONTENT
+    }
+    async fn list(State(inbox): State<Inbox>) -> axum::Json<Value> {
+        let inbox = inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        axum::Json(json!({ "received": *inbox }))
+    }
+    axum::Router::new().route("/dev/inbox", post(keep).get(list)).with_state(Inbox::default())
 }
 
 fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfig) -> Config {
@@ -84,7 +124,11 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
         plugin_host: Default::default(),
         admin: None,
         subscriptions: Vec::new(),
-        delivery: Default::default(),
+        // The inbox is on this machine; dev mode lets webhooks reach it.
+        delivery: crate::config::DeliveryConfig {
+            allow_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            ..Default::default()
+        },
     }
 }
 

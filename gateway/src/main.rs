@@ -283,7 +283,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "\nSluice dev mode on http://{addr}\n\
                      Kafka: in-memory (librdkafka mock cluster) — events live in this process only.\n\
                      Route: POST /v1/topics/{topic}/events (Avro, keyed by /order_id)\n\
-                     Registry: http://{addr}/registry (embedded)\n\n\
+                     Registry: http://{addr}/registry (embedded)\n\
+                     Webhook inbox: http://{addr}/dev/inbox (subscribe it to try deliveries)\n\n\
                      Try:\n{curl}\n",
                     topic = sluice::dev::TOPIC,
                     curl = sluice::dev::curl_example(addr),

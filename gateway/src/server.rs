@@ -61,6 +61,11 @@ impl Prepared {
 
     /// Starts accepting requests.
     pub async fn listen(self) -> anyhow::Result<Gateway> {
+        self.listen_with(axum::Router::new()).await
+    }
+
+    /// Starts accepting requests, serving `extra` routes beside the API (dev mode's inbox).
+    pub async fn listen_with(self, extra: axum::Router) -> anyhow::Result<Gateway> {
         let Self { config, state } = self;
         let listener = TcpListener::bind(config.http.listen)
             .await
@@ -68,7 +73,7 @@ impl Prepared {
         let addr = listener.local_addr()?;
         let mut gateway =
             Gateway { addr, admin_addr: None, state: state.clone(), shutdown: Vec::new(), servers: Vec::new() };
-        gateway.serve(listener, app(state.clone()));
+        gateway.serve(listener, extra.merge(app(state.clone())));
         tracing::info!(%addr, routes = state.routes.len(), "listening");
         if let Some(admin) = &config.admin {
             let listener =

@@ -79,4 +79,29 @@ fn dev_mode_serves_the_readme_example() {
     assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
     assert!(printed.contains("ok: deploy/examples/schemas/order-placed-v2.avsc is compatible"), "{printed}");
     assert!(printed.contains("with id 2"), "{printed}");
+
+    // The README's subscription example, to dev mode's own inbox: the event produced above
+    // arrives there, decoded back to JSON and signed.
+    let subscribe = readme_block("dev-webhook").replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let (create, show) = subscribe.split_once("\ncurl -s http").expect("two commands in the block");
+    let output = Command::new("sh").args(["-c", create]).output().expect("curl runs");
+    let created: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}\n{create}"));
+    assert_eq!(created["state"], "active", "{created}");
+    assert!(created.get("secrets").is_none(), "secrets never come back: {created}");
+    let show = format!("curl -s http{show}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        let output = Command::new("sh").args(["-c", &show]).output().expect("curl runs");
+        let inbox: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON answer");
+        if let Some(first) = inbox["received"].as_array().and_then(|r| r.first()) {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "nothing delivered to the inbox: {inbox}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(delivered["body"]["order_id"], "o-1001", "{delivered}");
+    assert_eq!(delivered["body"]["placed_at"], 1_795_773_600_000_i64, "timestamps come back as epoch millis");
+    assert_eq!(delivered["headers"]["sluice-key"], "o-1001");
+    assert!(delivered["headers"]["webhook-signature"].as_str().is_some_and(|s| s.starts_with("v1,")), "{delivered}");
 }
