@@ -298,6 +298,51 @@ async fn a_subscriber_that_falls_behind_pauses_fetching_within_the_buffer_and_th
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_declared_subscription_starting_at_a_time_gets_only_later_events() -> anyhow::Result<()> {
+    let topic = unique_name("from-time");
+    let dlq = format!("{topic}-dlq");
+    Kafka::shared().create_topic(&topic, 2, &[]).await?;
+    Kafka::shared().create_topic(&dlq, 1, &[]).await?;
+    let (subscriptions, registry) = (unique_name("_subscriptions"), unique_name("_schemas"));
+    let producer = gateway(&topic, &subscriptions, &registry, "").await?;
+    producer.register(&format!("{topic}-value"), "AVRO", ORDER_PLACED).await?;
+    let before: Vec<Value> = (0..5).map(|i| order(&format!("before-{i}"))).collect();
+    let reply = producer.post(&topic, &Value::Array(before)).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // A start time after every record so far: the next millisecond, waited for on the clock.
+    let now_ms = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let start = now_ms() + 1;
+    while now_ms() < start {
+        std::hint::spin_loop();
+    }
+    let after: Vec<Value> = (0..5).map(|i| order(&format!("after-{i}"))).collect();
+    let reply = producer.post(&topic, &Value::Array(after.clone())).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    producer.gateway.stop().await?;
+
+    let receiver = Receiver::start().await?;
+    let start_text = time::OffsetDateTime::from_unix_timestamp_nanos(start * 1_000_000)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let declared = format!(
+        "[[subscriptions]]\nname = \"from-time\"\ntopics = [\"{topic}\"]\nurl = \"{}\"\nsecrets = [\"{SECRET}\"]\n\
+         start = \"{start_text}\"\ndead_letter_topic = \"{dlq}\"\n",
+        receiver.url("from-time")
+    );
+    let env = gateway(&topic, &subscriptions, &registry, &declared).await?;
+    let s = Setup { env, topic, dlq, receiver };
+    s.receiver.wait_until("from-time", WAIT, |r| r.len() >= after.len()).await;
+    s.drained("from-time").await?;
+    let mut got: Vec<String> =
+        s.receiver.received("from-time").iter().map(|r| r.header("sluice-key").to_owned()).collect();
+    got.sort();
+    let mut wanted: Vec<String> = after.iter().map(|e| e["order_id"].as_str().unwrap().to_owned()).collect();
+    wanted.sort();
+    assert_eq!(got, wanted, "exactly the events produced after the start time");
+    s.env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_410_disables_the_subscription_until_it_is_resumed() -> anyhow::Result<()> {
     let s = setup(1).await?;
     s.receiver.set("gone", Behaviour::Gone);

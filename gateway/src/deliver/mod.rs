@@ -206,6 +206,19 @@ impl Deliveries {
             running.insert(name.clone(), Running { generation, stop, stats: stats.clone(), done });
             let (deps, this) = (self.deps.clone(), Arc::downgrade(self));
             tokio::spawn(async move {
+                // API-created subscriptions get their time's offsets at creation; one declared in
+                // the config file gets them here, the first time its group runs.
+                if let Ok(Start::Time(ms)) = spec.start_position() {
+                    let (kafka, declared) = (deps.kafka.clone(), spec.clone());
+                    let started = tokio::task::spawn_blocking(move || start_new_group_at(&kafka, &declared, ms)).await;
+                    if let Ok(Err(error)) = started {
+                        tracing::warn!(
+                            subscription = name,
+                            error,
+                            "cannot set the start offsets of a new subscription"
+                        );
+                    }
+                }
                 let exit = worker::run(Arc::new(spec), generation, deps, stats, stopped).await;
                 let _ = finished.send(true);
                 let Some(this) = this.upgrade() else { return };
@@ -542,6 +555,29 @@ fn move_group(
     };
     consumer.assign(&list).map_err(|e| e.to_string())?;
     consumer.commit(&list, CommitMode::Sync).map_err(|e| format!("cannot commit the start offsets: {e}"))
+}
+
+/// Commits the offsets of time `ms` for a subscription whose group has never committed and has no
+/// members: a new subscription. Anything else is left as it is.
+fn start_new_group_at(kafka: &crate::config::KafkaConfig, spec: &SubscriptionSpec, ms: i64) -> Result<(), String> {
+    let group = spec.group_id();
+    let consumer = admin_consumer(kafka, &group)?;
+    let mut list = TopicPartitionList::new();
+    for topic in &spec.topics {
+        for partition in partitions(&consumer, topic)? {
+            list.add_partition(topic, partition);
+        }
+    }
+    let committed = consumer.committed_offsets(list, KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
+    if committed.elements().iter().any(|e| e.offset().to_raw().is_some_and(|o| o >= 0)) {
+        return Ok(());
+    }
+    let groups = consumer.fetch_group_list(Some(&group), KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
+    if groups.groups().iter().any(|g| !g.members().is_empty()) {
+        return Ok(());
+    }
+    drop(consumer);
+    move_group(kafka, spec, &Positions::Time(ms))
 }
 
 /// For a group and one topic: (partition, committed offset or earliest, end) per partition.
