@@ -224,6 +224,53 @@ async fn an_always_failing_receiver_leaves_records_in_the_dead_letter_topic_and_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn undecodable_records_are_dead_lettered_with_the_reason_and_schemaless_json_passes_through() -> anyhow::Result<()>
+{
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let s = setup(1).await?;
+    s.subscribe("mixed", "mixed", json!({})).await?;
+    let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &s.env.bootstrap).create()?;
+    // Neither framed nor JSON; framed with a schema id no registry has; plain JSON.
+    let unknown_id: &[u8] = &[0, 0x7f, 0xff, 0xff, 0x01, 0x02];
+    for (key, payload) in
+        [("garbage", &b"\x01\x02 not json"[..]), ("unknown-id", unknown_id), ("plain", br#"{"hello":"world"}"#)]
+    {
+        producer
+            .send(FutureRecord::to(&s.topic).key(key).payload(payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    s.produce(&[order("m-1")]).await?;
+
+    let dead = consume_all(&s.env.bootstrap, &s.dlq, 2, WAIT).await?;
+    let reasons: HashMap<String, String> = dead
+        .iter()
+        .map(|record| {
+            let reason = record
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "sluice-dlq-reason"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            (String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned(), reason)
+        })
+        .collect();
+    assert!(reasons["garbage"].contains("neither Confluent-framed nor JSON"), "{reasons:?}");
+    assert!(reasons["unknown-id"].contains("schema id 2147483393 not found"), "{reasons:?}");
+    // The subscription was not blocked: what can be delivered was.
+    let received = s.receiver.wait_until("mixed", WAIT, |r| r.len() >= 2).await;
+    // Different keys: either may arrive first.
+    let mut bodies: Vec<String> = received.iter().map(|r| r.json().to_string()).collect();
+    bodies.sort();
+    let mut wanted = vec![order("m-1").to_string(), json!({"hello": "world"}).to_string()];
+    wanted.sort();
+    assert_eq!(bodies, wanted);
+    s.drained("mixed").await?;
+    s.env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn per_key_order_holds_while_other_keys_overtake_a_slow_one() -> anyhow::Result<()> {
     let s = setup(1).await?;
     s.receiver.set("ordered", Behaviour::SlowKey { key: "slow".into(), delay: Duration::from_millis(300) });
