@@ -271,6 +271,93 @@ async fn undecodable_records_are_dead_lettered_with_the_reason_and_schemaless_js
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn consume_plugins_modify_skip_and_dead_letter_and_the_failure_hook_decides_retries() -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let plugins: String = ["filter", "rules", "redact"]
+        .iter()
+        .map(|name| {
+            format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n", sluice_tests::plugin_wasm(name).display())
+        })
+        .collect();
+    let s = setup_with(1, &format!("[plugin_host]\ntopic = \"{}\"\n{plugins}", unique_name("_plugins"))).await?;
+    let down_dlq = format!("{}-down-dlq", s.topic);
+    Kafka::shared().create_topic(&down_dlq, 1, &[]).await?;
+    s.receiver.set("plugged", Behaviour::FailFirst { times: 2, status: 503, retry_after: None });
+    s.receiver.set("plugged-down", Behaviour::Always(500));
+    // The subscription's own backoff is 10 ms: slower retries can only come from the hook.
+    let chain = json!({
+        "plugins": ["filter", "rules", "redact"],
+        "retry": {"max_attempts": 10, "initial_backoff_ms": 10, "max_backoff_ms": 10},
+    });
+    let (status, body) = s.subscribe("plugged", "plugged", chain.clone()).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut down = chain;
+    down["dead_letter_topic"] = json!(down_dlq);
+    let (status, body) = s.subscribe("plugged-down", "plugged-down", down).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Schemaless JSON, so the events can carry fields the plugins look at.
+    let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &s.env.bootstrap).create()?;
+    let events = [
+        ("p-1", json!({"order_id": "p-1", "test": true})),
+        ("p-2", json!({"order_id": "p-2", "total_cents": -5})),
+        ("p-3", json!({"order_id": "p-3", "email": "alice@example.com"})),
+        ("p-4", json!({"order_id": "p-4", "total_cents": 5})),
+    ];
+    for (key, value) in &events {
+        let payload = value.to_string();
+        producer
+            .send(FutureRecord::to(&s.topic).key(*key).payload(&payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+
+    let received = s.receiver.wait_until("plugged", WAIT, |r| r.iter().filter(|r| r.status == 200).count() >= 2).await;
+    s.drained("plugged").await?;
+    let delivered: BTreeMap<&str, Value> =
+        received.iter().filter(|r| r.status == 200).map(|r| (r.header("sluice-key"), r.json())).collect();
+    assert_eq!(delivered.keys().copied().collect::<Vec<_>>(), ["p-3", "p-4"], "p-1 skipped, p-2 dead-lettered");
+    assert_eq!(delivered["p-3"]["email"], "a***@example.com", "modified by redact");
+    for key in ["p-3", "p-4"] {
+        let tries: Vec<&Received> = received.iter().filter(|r| r.header("sluice-key") == key).collect();
+        assert_eq!(tries.iter().map(|r| r.status).collect::<Vec<_>>(), [503, 503, 200]);
+        // The hook answered retry-after(200 × attempt).
+        let gaps: Vec<Duration> = tries.windows(2).map(|w| w[1].at.duration_since(w[0].answered)).collect();
+        assert!(gaps[0] >= Duration::from_millis(190) && gaps[1] >= Duration::from_millis(390), "{gaps:?}");
+    }
+    let status = s.status("plugged").await?;
+    assert_eq!((status["skipped"].as_u64(), status["dead_lettered"].as_u64()), (Some(1), Some(1)), "{status}");
+
+    let reason = |record: &rdkafka::message::OwnedMessage, name: &str| {
+        record
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let dead = consume_all(&s.env.bootstrap, &s.dlq, 1, WAIT).await?;
+    assert_eq!(dead[0].key(), Some(&b"p-2"[..]));
+    assert!(reason(&dead[0], "sluice-dlq-reason").contains("negative total_cents"));
+    // Always failing: the hook dead-letters at the third attempt, not the policy's tenth.
+    let dead = consume_all(&s.env.bootstrap, &down_dlq, 3, WAIT).await?;
+    let by_key: BTreeMap<String, (String, String)> = dead
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(r.key().unwrap_or_default()).into_owned();
+            (key, (reason(r, "sluice-dlq-reason"), reason(r, "sluice-dlq-attempts")))
+        })
+        .collect();
+    assert_eq!(by_key.keys().map(String::as_str).collect::<Vec<_>>(), ["p-2", "p-3", "p-4"]);
+    for key in ["p-3", "p-4"] {
+        let (why, attempts) = &by_key[key];
+        assert!(why.contains("subscriber kept failing") && attempts == "3", "{key}: {why} after {attempts}");
+    }
+    s.env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn per_key_order_holds_while_other_keys_overtake_a_slow_one() -> anyhow::Result<()> {
     let s = setup(1).await?;
     s.receiver.set("ordered", Behaviour::SlowKey { key: "slow".into(), delay: Duration::from_millis(300) });

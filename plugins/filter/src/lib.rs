@@ -6,24 +6,39 @@
 //!
 //! Input `{"order_id": "o-1", "test": true}` → `drop("test event")`; the HTTP caller sees the
 //! event as dropped, not as an error. Input `{"order_id": "o-2"}` → `accept`.
+//!
+//! On the consume path the same events are skipped, so a subscription never delivers test
+//! events that reached the topic some other way: `{"test": true}` → `skip("test event")`.
 
-use sluice_sdk::{Action, Event, Hooks, Plugin, host};
+use sluice_sdk::{Action, Delivery, Event, Hooks, Plugin, host};
 
 pub struct Filter;
 
 impl Plugin for Filter {
-    const HOOKS: Hooks = Hooks::PRODUCE;
+    const HOOKS: Hooks = Hooks::PRODUCE.and(Hooks::CONSUME);
 
     fn produce(event: &Event) -> Action {
-        let field = host::config("field").unwrap_or_else(|| "/test".into());
-        match event.json() {
-            Ok(value) if value.pointer(&field) == Some(&serde_json::Value::Bool(true)) => {
-                host::counter_add("dropped", 1);
-                Action::Drop("test event".into())
-            }
-            _ => Action::Accept,
+        if is_test(event) {
+            host::counter_add("dropped", 1);
+            Action::Drop("test event".into())
+        } else {
+            Action::Accept
         }
     }
+
+    fn consume(event: &Event) -> Delivery {
+        if is_test(event) {
+            host::counter_add("skipped", 1);
+            Delivery::Skip("test event".into())
+        } else {
+            Delivery::Deliver
+        }
+    }
+}
+
+fn is_test(event: &Event) -> bool {
+    let field = host::config("field").unwrap_or_else(|| "/test".into());
+    event.json().is_ok_and(|value| value.pointer(&field) == Some(&serde_json::Value::Bool(true)))
 }
 
 sluice_sdk::export!(Filter);
@@ -41,6 +56,16 @@ mod tests {
             Event::new("t", br#"{"order_id":"o-3","test":"true"}"#.to_vec()),
         ];
         assert_eq!(Filter::on_produce(events), vec![Action::Drop("test event".into()), Action::Accept, Action::Accept]);
+    }
+
+    #[test]
+    fn flagged_events_are_not_delivered_either() {
+        sluice_sdk::testing::reset();
+        let events = vec![
+            Event::new("t", br#"{"order_id":"o-1","test":true}"#.to_vec()),
+            Event::new("t", br#"{"order_id":"o-2"}"#.to_vec()),
+        ];
+        assert_eq!(Filter::on_consume(events), vec![Delivery::Skip("test event".into()), Delivery::Deliver]);
     }
 
     #[test]

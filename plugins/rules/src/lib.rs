@@ -9,15 +9,17 @@
 //!   `{"total_cents": 500000000}` → `reject("total_cents above 100000000")`;
 //! - anything else is accepted.
 //!
-//! On the consume path, a subscriber that keeps failing gets the event dead-lettered after
-//! three attempts (the failure hook), with the last error as the reason.
+//! On the consume path, an event with a negative total is dead-lettered instead of delivered
+//! (it may have reached the topic some other way), and a subscriber that keeps failing gets the
+//! event dead-lettered after three attempts (the failure hook), with the last error as the
+//! reason; before that it is retried after 200 ms × the attempt.
 
-use sluice_sdk::{Action, Decision, Event, Failure, Hooks, Plugin, host};
+use sluice_sdk::{Action, Decision, Delivery, Event, Failure, Hooks, Plugin, host};
 
 pub struct Rules;
 
 impl Plugin for Rules {
-    const HOOKS: Hooks = Hooks::PRODUCE.and(Hooks::FAILURE);
+    const HOOKS: Hooks = Hooks::PRODUCE.and(Hooks::CONSUME).and(Hooks::FAILURE);
 
     fn produce(event: &Event) -> Action {
         let Ok(value) = event.json() else { return Action::Accept };
@@ -29,6 +31,13 @@ impl Plugin for Rules {
             Action::Reject(format!("total_cents above {max}"))
         } else {
             Action::Accept
+        }
+    }
+
+    fn consume(event: &Event) -> Delivery {
+        match event.json().ok().and_then(|value| value["total_cents"].as_i64()) {
+            Some(total) if total < 0 => Delivery::DeadLetter("negative total_cents".into()),
+            _ => Delivery::Deliver,
         }
     }
 
@@ -59,6 +68,12 @@ mod tests {
         assert_eq!(Rules::produce(&order(1999)), Action::Accept);
         sluice_sdk::testing::set_config("max_total_cents", "1000");
         assert_eq!(Rules::produce(&order(1999)), Action::Reject("total_cents above 1000".into()));
+    }
+
+    #[test]
+    fn negative_totals_are_not_delivered() {
+        assert_eq!(Rules::consume(&order(-5)), Delivery::DeadLetter("negative total_cents".into()));
+        assert_eq!(Rules::consume(&order(5)), Delivery::Deliver);
     }
 
     #[test]
