@@ -5,6 +5,30 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 
+use crate::Kafka;
+
+/// Runs a benchmark's `body` with a broker (the one at `bootstrap`, or one the harness starts)
+/// and two runtimes of two threads: the client side, which `body` runs on, and the gateway's,
+/// whose handle it gets — so the load's work is not queued behind the gateway's.
+pub fn with_broker<T>(
+    bootstrap: Option<&str>,
+    body: impl AsyncFnOnce(&Kafka, &tokio::runtime::Handle) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let server =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("gateway").enable_all().build()?;
+    // Started and dropped outside the async context: dropping the harness's broker blocks.
+    let kafka = client.block_on(async {
+        match bootstrap {
+            Some(bootstrap) => Kafka::external(bootstrap.to_owned()).await,
+            None => Kafka::start().await,
+        }
+    })?;
+    let result = client.block_on(body(&kafka, server.handle()));
+    drop(kafka);
+    result
+}
+
 /// ~300-byte events with the fields a real order carries.
 pub const SCHEMA: &str = r#"{
   "type": "record", "name": "OrderPlaced", "namespace": "dev.sluice.bench",

@@ -34,7 +34,7 @@ use futures::stream::FuturesUnordered;
 use rdkafka::producer::FutureRecord;
 use serde_json::{Value, json};
 use sluice::codec::{Codec, SchemaType};
-use sluice_tests::bench::{SCHEMA, event, raw_producer};
+use sluice_tests::bench::{SCHEMA, event, raw_producer, with_broker};
 use sluice_tests::{Kafka, unique_name};
 
 // The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
@@ -128,18 +128,7 @@ impl Outcome {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let server =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("gateway").enable_all().build()?;
-    let kafka = client.block_on(async {
-        match &args.bootstrap {
-            Some(bootstrap) => Kafka::external(bootstrap.clone()).await,
-            None => Kafka::start().await,
-        }
-    })?;
-    let result = client.block_on(run(&args, &kafka, server.handle()));
-    drop(kafka);
-    result
+    with_broker(args.bootstrap.as_deref(), async |kafka, server| run(&args, kafka, server).await)
 }
 
 async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice::codec::Codec;
 use sluice::codec::SchemaType;
-use sluice_tests::bench::{SCHEMA, event, raw_producer};
+use sluice_tests::bench::{SCHEMA, event, raw_producer, with_broker};
 use sluice_tests::{Kafka, unique_name};
 
 // The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
@@ -71,20 +71,7 @@ struct Outcome {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // The client side gets its own runtime, so its work is not queued behind the gateway's.
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let server =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("gateway").enable_all().build()?;
-    // Started and dropped outside the async context: dropping the harness's broker blocks.
-    let kafka = client.block_on(async {
-        match &args.bootstrap {
-            Some(bootstrap) => Kafka::external(bootstrap.clone()).await,
-            None => Kafka::start().await,
-        }
-    })?;
-    let result = client.block_on(run(&args, &kafka, server.handle()));
-    drop(kafka);
-    result
+    with_broker(args.bootstrap.as_deref(), async |kafka, server| run(&args, kafka, server).await)
 }
 
 async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> anyhow::Result<()> {
