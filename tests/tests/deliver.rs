@@ -358,7 +358,8 @@ async fn consume_plugins_modify_skip_and_dead_letter_and_the_failure_hook_decide
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn per_key_order_holds_while_other_keys_overtake_a_slow_one() -> anyhow::Result<()> {
+async fn per_key_order_holds_while_other_keys_overtake_a_slow_one_and_partition_order_is_strict() -> anyhow::Result<()>
+{
     let s = setup(1).await?;
     s.receiver.set("ordered", Behaviour::SlowKey { key: "slow".into(), delay: Duration::from_millis(300) });
     s.subscribe("ordered", "ordered", json!({"concurrency": 8})).await?;
@@ -388,6 +389,16 @@ async fn per_key_order_holds_while_other_keys_overtake_a_slow_one() -> anyhow::R
     let slow_answers: Vec<_> =
         received.iter().filter(|r| r.header("sluice-key") == "slow").map(|r| r.answered).collect();
     assert!(last_fast < slow_answers[2], "the fast keys were done before the slow key's third event");
+
+    // In strict partition order the same events arrive one at a time, in offset order.
+    s.subscribe("strict", "strict", json!({"concurrency": 8, "ordering": "partition"})).await?;
+    s.receiver.set("strict", Behaviour::SlowKey { key: "slow".into(), delay: Duration::from_millis(50) });
+    let received = s.receiver.wait_until("strict", WAIT, |r| r.len() >= events.len()).await;
+    let offsets: Vec<i64> = received.iter().map(|r| r.header("sluice-offset").parse().unwrap()).collect();
+    let mut sorted = offsets.clone();
+    sorted.sort_unstable();
+    assert_eq!(offsets, sorted, "offset order");
+    assert!(received.windows(2).all(|w| w[1].at >= w[0].answered), "one at a time");
     s.env.gateway.stop().await?;
     Ok(())
 }
