@@ -75,7 +75,30 @@ pub struct Stats {
     pub assigned: Mutex<BTreeSet<TopicPartition>>,
 }
 
+/// How a record got its outcome.
+#[derive(Debug, Clone, Copy)]
+enum Handled {
+    Delivered,
+    /// By a plugin, or a tombstone.
+    Skipped,
+    /// By the failure hook.
+    Dropped,
+    DeadLettered,
+}
+
 impl Stats {
+    /// Counts an outcome here (for the status API) and in the metrics.
+    fn handled(&self, subscription: &str, how: Handled) {
+        let (counter, label) = match how {
+            Handled::Delivered => (&self.delivered, "delivered"),
+            Handled::Skipped => (&self.skipped, "skipped"),
+            Handled::Dropped => (&self.skipped, "dropped"),
+            Handled::DeadLettered => (&self.dead_lettered, "dead_lettered"),
+        };
+        counter.fetch_add(1, Atomic::Relaxed);
+        crate::telemetry::metrics::metrics().delivery_outcome(subscription, label);
+    }
+
     fn error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
@@ -159,7 +182,26 @@ struct Context {
     name: String,
 }
 
-impl ClientContext for Context {}
+/// How often librdkafka reports statistics, whose per-partition lag the metrics show.
+const STATISTICS_INTERVAL: &str = "5000";
+
+impl ClientContext for Context {
+    /// The lag of the partitions this replica holds (librdkafka's high watermark minus the
+    /// committed offset); the other replicas report theirs.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let held = self.stats.assigned.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let lag = &crate::telemetry::metrics::metrics().consumer_lag;
+        for (topic, details) in &statistics.topics {
+            for (partition, p) in &details.partitions {
+                if !held.contains(&(topic.clone(), *partition)) || p.hi_offset < 0 {
+                    continue;
+                }
+                let behind = if p.committed_offset >= 0 { p.hi_offset - p.committed_offset } else { p.consumer_lag };
+                lag.get_or_create(&lag_labels(&self.name, topic, *partition)).set(behind.max(0));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -173,6 +215,7 @@ impl ConsumerContext for Context {
                 tracker.partitions.remove(partition);
             }
             drop(tracker);
+            forget_lag(&self.name, &gone);
             if offsets.count() > 0
                 && let Err(error) = consumer.commit(&offsets, CommitMode::Sync)
             {
@@ -363,7 +406,9 @@ pub async fn run(
     }
     commit(&consumer, &tracker, CommitMode::Sync, &spec.name);
     drop(consumer);
-    stats.assigned.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    let held: Vec<TopicPartition> =
+        std::mem::take(&mut *stats.assigned.lock().unwrap_or_else(PoisonError::into_inner)).into_iter().collect();
+    forget_lag(&spec.name, &held);
     exit
 }
 
@@ -412,13 +457,26 @@ fn consumer(
         .set("isolation.level", "read_committed")
         // A replica that dies loses its partitions to the others within this time.
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000");
+        .set("heartbeat.interval.ms", "2000")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL);
     let consumer: StreamConsumer<Context> = config
         .create_with_context(Context { tracker, stats, name: spec.name.clone() })
         .map_err(|e| format!("cannot create the consumer: {e}"))?;
     let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| format!("cannot subscribe: {e}"))?;
     Ok(consumer)
+}
+
+fn lag_labels(subscription: &str, topic: &str, partition: i32) -> crate::telemetry::metrics::LagLabels {
+    crate::telemetry::metrics::LagLabels { subscription: subscription.to_owned(), topic: topic.to_owned(), partition }
+}
+
+/// Forgets the lag of partitions this replica no longer holds: another replica reports them.
+fn forget_lag(subscription: &str, partitions: &[TopicPartition]) {
+    let lag = &crate::telemetry::metrics::metrics().consumer_lag;
+    for (topic, partition) in partitions {
+        lag.remove(&lag_labels(subscription, topic, *partition));
+    }
 }
 
 fn commit(consumer: &StreamConsumer<Context>, tracker: &Mutex<Tracker>, mode: CommitMode, name: &str) {
@@ -462,7 +520,7 @@ async fn handle(
         match decode(deps, &record).await {
             Ok(Some(body)) => break body,
             Ok(None) => {
-                stats.skipped.fetch_add(1, Atomic::Relaxed);
+                stats.handled(&spec.name, Handled::Skipped);
                 return Outcome::Done;
             }
             Err(Decode::Permanent(reason)) => {
@@ -491,7 +549,7 @@ async fn handle(
                 }
             }
             Ok(PluginDelivery::Skip(_)) => {
-                stats.skipped.fetch_add(1, Atomic::Relaxed);
+                stats.handled(&spec.name, Handled::Skipped);
                 return Outcome::Done;
             }
             Ok(PluginDelivery::DeadLetter(reason)) => {
@@ -508,9 +566,12 @@ async fn handle(
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
-        let (status, error, retry_after) = match post(spec, deps, target, &id, &record, &body).await {
-            Ok(()) => {
-                stats.delivered.fetch_add(1, Atomic::Relaxed);
+        let sent = Instant::now();
+        let posted = post(spec, deps, target, &id, &record, &body).await;
+        attempt_metrics(&spec.name, sent.elapsed(), &posted);
+        let (status, error, retry_after) = match posted {
+            Ok(_) => {
+                stats.handled(&spec.name, Handled::Delivered);
                 return Outcome::Done;
             }
             Err(Failed::Gone) => return Outcome::Gone(format!("{} answered 410 Gone", spec.url)),
@@ -550,7 +611,7 @@ async fn handle(
                 return dead_letter(spec, deps, stats, &record, &reason, status, attempts, &mut stop).await;
             }
             Decision::Drop(_) => {
-                stats.skipped.fetch_add(1, Atomic::Relaxed);
+                stats.handled(&spec.name, Handled::Dropped);
                 return Outcome::Done;
             }
         }
@@ -608,6 +669,20 @@ fn plugin_event(record: &OwnedMessage, value: Vec<u8>) -> Event {
     }
 }
 
+fn attempt_metrics(subscription: &str, took: Duration, result: &Result<u16, Failed>) {
+    use crate::telemetry::metrics::{AttemptLabels, SubscriptionLabels, metrics};
+    let status = match result {
+        Ok(status) => status.to_string(),
+        Err(Failed::Gone) => "410".to_owned(),
+        Err(Failed::Status { status, .. }) => status.to_string(),
+        Err(Failed::Request(_)) => "error".to_owned(),
+    };
+    let metrics = metrics();
+    metrics.delivery_attempts.get_or_create(&AttemptLabels { subscription: subscription.to_owned(), status }).inc();
+    let labels = SubscriptionLabels { subscription: subscription.to_owned() };
+    metrics.delivery_duration.get_or_create(&labels).observe(took.as_secs_f64());
+}
+
 enum Failed {
     Gone,
     Status { status: u16, retry_after: Option<Duration> },
@@ -621,7 +696,7 @@ async fn post(
     id: &str,
     record: &OwnedMessage,
     body: &[u8],
-) -> Result<(), Failed> {
+) -> Result<u16, Failed> {
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut request = deps
         .http
@@ -648,7 +723,7 @@ async fn post(
     if status.is_success() {
         // Read (and discard) the body so the connection can be reused.
         let _ = response.bytes().await;
-        return Ok(());
+        return Ok(status.as_u16());
     }
     if status == reqwest::StatusCode::GONE {
         return Err(Failed::Gone);
@@ -710,7 +785,7 @@ async fn dead_letter(
         };
         match sent {
             Ok(_) => {
-                stats.dead_lettered.fetch_add(1, Atomic::Relaxed);
+                stats.handled(&spec.name, Handled::DeadLettered);
                 tracing::warn!(
                     subscription = spec.name,
                     topic = record.topic(),

@@ -40,6 +40,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/topics/{topic}/events", post(produce::produce))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .merge(subscriptions::routes());
     if let Registry::Embedded(embedded) = &state.registry {
         router = router.nest("/registry", embedded_registry(embedded.clone()));
@@ -49,7 +50,38 @@ pub fn app(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         // The request body is limited per route by the produce handler (413 before reading).
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// Counts and times every request by its matched route (not its path: bounded labels).
+async fn count_requests(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let metrics = crate::telemetry::metrics::metrics();
+    let status = response.status().as_u16();
+    metrics
+        .http_duration
+        .get_or_create(&crate::telemetry::metrics::RouteLabels { route: route.clone(), method: method.clone() })
+        .observe(started.elapsed().as_secs_f64());
+    metrics.http_requests.get_or_create(&crate::telemetry::metrics::HttpLabels { route, method, status }).inc();
+    response
+}
+
+/// Prometheus metrics (OpenMetrics text).
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let metrics = crate::telemetry::metrics::metrics();
+    metrics.producer_queue.set(i64::try_from(app.pipeline.producer.in_flight()).unwrap_or(i64::MAX));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.encode(),
+    )
+        .into_response()
 }
 
 fn embedded_registry(registry: Arc<EmbeddedRegistry>) -> Router<Arc<AppState>> {

@@ -132,6 +132,9 @@ impl bindings::sluice::plugin::host::Host for HostState {
     }
 
     fn counter_add(&mut self, name: String, delta: u64) {
+        let labels =
+            crate::telemetry::metrics::PluginCounterLabels { plugin: self.plugin.name.clone(), name: name.clone() };
+        crate::telemetry::metrics::metrics().plugin_counters.get_or_create(&labels).inc_by(delta);
         let mut counters = self.plugin.counters.lock().unwrap_or_else(PoisonError::into_inner);
         *counters.entry(name).or_default() += delta;
     }
@@ -209,7 +212,7 @@ impl LoadedPlugin {
             info: Info { name: String::new(), version: String::new(), hooks: Hooks::empty() },
             idle: Mutex::default(),
         };
-        plugin.info = plugin.call(|p, store| p.call_describe(store)).map_err(|e| e.to_string())?;
+        plugin.info = plugin.call("describe", |p, store| p.call_describe(store)).map_err(|e| e.to_string())?;
         Ok(plugin)
     }
 
@@ -243,7 +246,7 @@ impl LoadedPlugin {
 
     /// Produce path: one action per event.
     pub fn on_produce(&self, events: &[Event]) -> Result<Vec<Action>, PluginError> {
-        let actions = self.call(|p, store| p.call_on_produce(store, events))?;
+        let actions = self.call("produce", |p, store| p.call_on_produce(store, events))?;
         self.check_count(actions.len(), events.len())
             .and_then(|()| self.check_size(actions.iter().map(action_size).sum()))
             .map_err(|error| self.failed(error))?;
@@ -252,14 +255,14 @@ impl LoadedPlugin {
 
     /// Consume path: one delivery decision per event.
     pub fn on_consume(&self, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
-        let decisions = self.call(|p, store| p.call_on_consume(store, events))?;
+        let decisions = self.call("consume", |p, store| p.call_on_consume(store, events))?;
         self.check_count(decisions.len(), events.len()).map_err(|error| self.failed(error))?;
         Ok(decisions)
     }
 
     /// A failed delivery: what to do next.
     pub fn on_failure(&self, failure: &Failure) -> Result<Decision, PluginError> {
-        self.call(|p, store| p.call_on_failure(store, failure))
+        self.call("failure", |p, store| p.call_on_failure(store, failure))
     }
 
     fn check_count(&self, got: usize, expected: usize) -> Result<(), PluginError> {
@@ -295,7 +298,28 @@ impl LoadedPlugin {
     /// Calls run on the caller's thread. When a plugin does I/O that WASI implements by blocking
     /// on tokio, that panics on a runtime worker: the batch is then run again on a fresh
     /// instance outside the runtime, and so are this plugin's later calls.
-    fn call<R>(&self, f: impl Fn(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, PluginError> {
+    fn call<R>(
+        &self,
+        hook: &'static str,
+        f: impl Fn(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let started = std::time::Instant::now();
+        let result = self.call_timed(f);
+        let (plugin, version) = (self.identity.name.clone(), self.identity.version.clone());
+        let metrics = crate::telemetry::metrics::metrics();
+        let labels = crate::telemetry::metrics::PluginLabels { plugin: plugin.clone(), version: version.clone() };
+        metrics.plugin_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        metrics
+            .plugin_calls
+            .get_or_create(&crate::telemetry::metrics::PluginCallLabels { plugin, version, hook })
+            .inc();
+        result
+    }
+
+    fn call_timed<R>(
+        &self,
+        f: impl Fn(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         use std::sync::atomic::Ordering;
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut instance = match idle {
@@ -344,6 +368,12 @@ impl LoadedPlugin {
     /// Counts and logs a failed call.
     fn failed(&self, failure: PluginError) -> PluginError {
         *self.identity.failures.lock().unwrap_or_else(PoisonError::into_inner).entry(failure.kind()).or_default() += 1;
+        let labels = crate::telemetry::metrics::PluginFailureLabels {
+            plugin: self.identity.name.clone(),
+            version: self.identity.version.clone(),
+            kind: failure.kind(),
+        };
+        crate::telemetry::metrics::metrics().plugin_failures.get_or_create(&labels).inc();
         tracing::warn!(
             plugin = self.identity.name,
             version = self.identity.version,

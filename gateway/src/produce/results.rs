@@ -203,7 +203,8 @@ impl Collector {
 
     pub(super) fn finish(self) -> Vec<EventResult> {
         let route_topic = self.route_topic;
-        self.parts
+        let results: Vec<EventResult> = self
+            .parts
             .into_iter()
             .zip(self.stops)
             .enumerate()
@@ -221,6 +222,29 @@ impl Collector {
                 }
                 (None, _) => EventResult { index, schema_id: None, topic: None, outcome: Outcome::Many(parts) },
             })
-            .collect()
+            .collect();
+        count(&route_topic, &results);
+        results
+    }
+}
+
+/// Every request event's outcome, in the metrics: where each went and why one was refused.
+fn count(route_topic: &str, results: &[EventResult]) {
+    let metrics = crate::telemetry::metrics::metrics();
+    let part = |topic: &str, outcome: &PartOutcome| match outcome {
+        PartOutcome::Stored(_) => metrics.event(topic, "produced"),
+        PartOutcome::Enqueued => metrics.event(topic, "enqueued"),
+        PartOutcome::Failed(error) => metrics.refusal(topic, error.kind.slug()),
+    };
+    for result in results {
+        let topic = result.topic.as_deref().unwrap_or(route_topic);
+        match &result.outcome {
+            Outcome::Stored(_) => metrics.event(topic, "produced"),
+            Outcome::Enqueued => metrics.event(topic, "enqueued"),
+            Outcome::Failed(error) => metrics.refusal(topic, error.kind.slug()),
+            Outcome::Dropped { .. } => metrics.event(topic, "dropped"),
+            Outcome::DeadLettered { .. } => metrics.event(topic, "dead_lettered"),
+            Outcome::Many(parts) => parts.iter().for_each(|p| part(&p.topic, &p.outcome)),
+        }
     }
 }

@@ -65,6 +65,8 @@ impl SchemaCache {
                 None => None,
             }
         };
+        // A stale entry being refreshed counts as a miss: it asks the registry.
+        crate::telemetry::metrics::metrics().cache("subject", matches!(known, Some((_, false))));
         match known {
             Some((known, false)) => self.compiled(known.id, known.version, None).await,
             Some((stale, true)) => match self.registry.subject_version(subject, version).await {
@@ -86,8 +88,10 @@ impl SchemaCache {
 
     /// A compiled codec by schema id (for records whose id is known, e.g. when consuming).
     pub async fn by_id(&self, id: u32) -> Result<Arc<Codec>, RegistryError> {
-        if let Some(codec) = lock(&self.codecs).get(&id) {
-            return Ok(codec.clone());
+        let cached = lock(&self.codecs).get(&id).cloned();
+        crate::telemetry::metrics::metrics().cache("id", cached.is_some());
+        if let Some(codec) = cached {
+            return Ok(codec);
         }
         let schema = self.registry.schema_by_id(id).await?;
         let references = self.registry.reference_texts(&schema.references).await?;

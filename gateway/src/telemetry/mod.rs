@@ -1,4 +1,6 @@
-//! Logging set-up: structured logs as text for people or JSON for collectors.
+//! Logging set-up (structured logs as text for people or JSON for collectors) and the metrics.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,250 @@
+//! Every metric Sluice exports, defined once, and their encoding for `GET /metrics`
+//! (OpenMetrics text, which Prometheus scrapes).
+//!
+//! The metrics are process-wide: one gateway per process in production. Label values come
+//! from configuration (topics, subscriptions, plugins) or small fixed sets (outcomes, error
+//! types, HTTP statuses and matched routes), never from request data, so their number stays
+//! bounded.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The matched route pattern (`/v1/topics/{topic}/events`), or `unmatched`.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub topic: String,
+    /// `produced`, `enqueued`, `refused`, `dropped` or `dead_lettered`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub topic: String,
+    /// The problem type's slug (`schema-violation`, `missing-key`, …).
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCallLabels {
+    pub plugin: String,
+    pub version: String,
+    /// `produce`, `consume`, `failure` or `describe`.
+    pub hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginFailureLabels {
+    pub plugin: String,
+    pub version: String,
+    /// `trap`, `timeout`, `memory`, `bad-output`, …
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCounterLabels {
+    pub plugin: String,
+    /// The name the plugin gave `counter-add`.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    pub subscription: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub subscription: String,
+    /// The subscriber's HTTP status, or `error` when it did not answer.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryOutcomeLabels {
+    pub subscription: String,
+    /// `delivered`, `skipped`, `dropped` or `dead_lettered`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub subscription: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `subject` (a route's schema) or `id` (a record's writer schema).
+    pub lookup: &'static str,
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Seconds, 100 µs to ~26 s.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// The metrics of this process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Histograms<RouteLabels>,
+    pub events: Family<EventLabels, Counter>,
+    pub refused: Family<RefusedLabels, Counter>,
+    pub plugin_calls: Family<PluginCallLabels, Counter>,
+    pub plugin_failures: Family<PluginFailureLabels, Counter>,
+    pub plugin_duration: Histograms<PluginLabels>,
+    pub plugin_counters: Family<PluginCounterLabels, Counter>,
+    pub delivery_attempts: Family<AttemptLabels, Counter>,
+    pub delivery_duration: Histograms<SubscriptionLabels>,
+    pub delivery_outcomes: Family<DeliveryOutcomeLabels, Counter>,
+    pub consumer_lag: Family<LagLabels, Gauge>,
+    pub producer_queue: Gauge,
+    pub registry_cache: Family<CacheLabels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let http_requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by matched route and status",
+            http_requests.clone(),
+        );
+        let http_duration = Histograms::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by matched route",
+            http_duration.clone(),
+        );
+        let events = Family::default();
+        registry.register("events", "Events by topic and outcome on the produce path", events.clone());
+        let refused = Family::default();
+        registry.register("events_refused", "Refused events by topic and problem type", refused.clone());
+        let plugin_calls = Family::default();
+        registry.register("plugin_calls", "Plugin calls by plugin version and hook", plugin_calls.clone());
+        let plugin_failures = Family::default();
+        registry.register("plugin_failures", "Failed plugin calls by plugin version and kind", plugin_failures.clone());
+        let plugin_duration = Histograms::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Time of one plugin call (one batch), by plugin version",
+            plugin_duration.clone(),
+        );
+        let plugin_counters = Family::default();
+        registry.register("plugin_counter", "Counters plugins add to with counter-add", plugin_counters.clone());
+        let delivery_attempts = Family::default();
+        registry.register(
+            "delivery_attempts",
+            "Webhook requests by subscription and the subscriber's HTTP status",
+            delivery_attempts.clone(),
+        );
+        let delivery_duration = Histograms::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "delivery_duration_seconds",
+            "Time of one webhook request, by subscription",
+            delivery_duration.clone(),
+        );
+        let delivery_outcomes = Family::default();
+        registry.register(
+            "delivery_outcomes",
+            "Records handled by subscription and outcome",
+            delivery_outcomes.clone(),
+        );
+        let consumer_lag = Family::default();
+        registry.register(
+            "consumer_lag",
+            "Records after the committed offset, per subscription partition held by this replica",
+            consumer_lag.clone(),
+        );
+        let producer_queue = Gauge::default();
+        registry.register(
+            "producer_queue",
+            "Events handed to the producer and not yet acknowledged",
+            producer_queue.clone(),
+        );
+        let registry_cache = Family::default();
+        registry.register("registry_cache_lookups", "Schema cache lookups by kind and result", registry_cache.clone());
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            events,
+            refused,
+            plugin_calls,
+            plugin_failures,
+            plugin_duration,
+            plugin_counters,
+            delivery_attempts,
+            delivery_duration,
+            delivery_outcomes,
+            consumer_lag,
+            producer_queue,
+            registry_cache,
+        }
+    }
+
+    /// All metrics as OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn event(&self, topic: &str, outcome: &'static str) {
+        self.events.get_or_create(&EventLabels { topic: topic.to_owned(), outcome }).inc();
+    }
+
+    pub fn refusal(&self, topic: &str, kind: &'static str) {
+        self.event(topic, "refused");
+        self.refused.get_or_create(&RefusedLabels { topic: topic.to_owned(), r#type: kind }).inc();
+    }
+
+    pub fn cache(&self, lookup: &'static str, hit: bool) {
+        self.registry_cache.get_or_create(&CacheLabels { lookup, result: if hit { "hit" } else { "miss" } }).inc();
+    }
+
+    pub fn delivery_outcome(&self, subscription: &str, outcome: &'static str) {
+        self.delivery_outcomes
+            .get_or_create(&DeliveryOutcomeLabels { subscription: subscription.to_owned(), outcome })
+            .inc();
+    }
+}
+
+/// The metrics of this process.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
