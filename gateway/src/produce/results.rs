@@ -229,22 +229,39 @@ impl Collector {
 }
 
 /// Every request event's outcome, in the metrics: where each went and why one was refused.
+/// Counted per request, not per event, to keep the hot path cheap.
 fn count(route_topic: &str, results: &[EventResult]) {
-    let metrics = crate::telemetry::metrics::metrics();
-    let part = |topic: &str, outcome: &PartOutcome| match outcome {
-        PartOutcome::Stored(_) => metrics.event(topic, "produced"),
-        PartOutcome::Enqueued => metrics.event(topic, "enqueued"),
-        PartOutcome::Failed(error) => metrics.refusal(topic, error.kind.slug()),
+    use std::collections::BTreeMap;
+    let mut events: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
+    let mut refused: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
+    let mut add = |topic, outcome: Result<&'static str, &EventError>| match outcome {
+        Ok(outcome) => *events.entry((topic, outcome)).or_default() += 1,
+        Err(error) => *refused.entry((topic, error.kind.slug())).or_default() += 1,
     };
     for result in results {
         let topic = result.topic.as_deref().unwrap_or(route_topic);
         match &result.outcome {
-            Outcome::Stored(_) => metrics.event(topic, "produced"),
-            Outcome::Enqueued => metrics.event(topic, "enqueued"),
-            Outcome::Failed(error) => metrics.refusal(topic, error.kind.slug()),
-            Outcome::Dropped { .. } => metrics.event(topic, "dropped"),
-            Outcome::DeadLettered { .. } => metrics.event(topic, "dead_lettered"),
-            Outcome::Many(parts) => parts.iter().for_each(|p| part(&p.topic, &p.outcome)),
+            Outcome::Stored(_) => add(topic, Ok("produced")),
+            Outcome::Enqueued => add(topic, Ok("enqueued")),
+            Outcome::Failed(error) => add(topic, Err(error)),
+            Outcome::Dropped { .. } => add(topic, Ok("dropped")),
+            Outcome::DeadLettered { .. } => add(topic, Ok("dead_lettered")),
+            Outcome::Many(parts) => {
+                for part in parts {
+                    match &part.outcome {
+                        PartOutcome::Stored(_) => add(&part.topic, Ok("produced")),
+                        PartOutcome::Enqueued => add(&part.topic, Ok("enqueued")),
+                        PartOutcome::Failed(error) => add(&part.topic, Err(error)),
+                    }
+                }
+            }
         }
+    }
+    let metrics = crate::telemetry::metrics::metrics();
+    for ((topic, outcome), n) in events {
+        metrics.events(topic, outcome, n);
+    }
+    for ((topic, kind), n) in refused {
+        metrics.refusals(topic, kind, n);
     }
 }

@@ -223,13 +223,13 @@ impl Metrics {
         out
     }
 
-    pub fn event(&self, topic: &str, outcome: &'static str) {
-        self.events.get_or_create(&EventLabels { topic: topic.to_owned(), outcome }).inc();
+    pub fn events(&self, topic: &str, outcome: &'static str, n: u64) {
+        self.events.get_or_create(&EventLabels { topic: topic.to_owned(), outcome }).inc_by(n);
     }
 
-    pub fn refusal(&self, topic: &str, kind: &'static str) {
-        self.event(topic, "refused");
-        self.refused.get_or_create(&RefusedLabels { topic: topic.to_owned(), r#type: kind }).inc();
+    pub fn refusals(&self, topic: &str, kind: &'static str, n: u64) {
+        self.events(topic, "refused", n);
+        self.refused.get_or_create(&RefusedLabels { topic: topic.to_owned(), r#type: kind }).inc_by(n);
     }
 
     pub fn cache(&self, lookup: &'static str, hit: bool) {
