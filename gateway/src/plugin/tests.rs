@@ -24,7 +24,10 @@ fn loads_a_plugin_and_calls_its_hooks() {
     let host = host();
     let filter = load(&host, "filter", Grants::default());
     assert_eq!(filter.info().name, "filter");
-    assert!(filter.implements(Hooks::PRODUCE) && !filter.implements(Hooks::CONSUME));
+    assert!(filter.implements(Hooks::PRODUCE) && filter.implements(Hooks::CONSUME));
+    assert!(!filter.implements(Hooks::FAILURE));
+    let enrich = load(&host, "enrich", Grants::default());
+    assert!(enrich.implements(Hooks::PRODUCE) && !enrich.implements(Hooks::CONSUME));
     let actions = filter.on_produce(&[event(r#"{"test":true}"#), event(r#"{"a":1}"#)]).unwrap();
     assert_eq!(actions, [Action::Drop("test event".into()), Action::Accept]);
     assert_eq!(filter.counters()["dropped"], 1);
