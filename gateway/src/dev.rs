@@ -129,6 +129,8 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
             allow_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             ..Default::default()
         },
+        auth: None,
+        limits: Default::default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! with [`kafka`]. [`server::Gateway`] assembles it from a [`config::Config`]; [`dev`] runs it
 //! against an in-memory cluster.
 
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod deliver;

@@ -56,6 +56,23 @@ enum Command {
     /// Write, build and try WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Credentials for `[auth]`.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Make a random API key; prints the key (give it to the client) and the `[[auth.api_keys]]`
+    /// entry with its SHA-256 (Sluice keeps only the hash).
+    NewKey {
+        /// The key holder's name.
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// A scope to grant, e.g. `produce:orders.*` (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,11 +188,39 @@ fn parse_schema_type(text: &str) -> Result<SchemaType, String> {
     }
 }
 
+/// A new key and its config entry; the scopes are checked so a typo fails here, not at start.
+fn new_key(name: &str, scopes: &[String]) -> Result<String, String> {
+    for scope in scopes {
+        scope.parse::<sluice::auth::Scope>()?;
+    }
+    let (key, sha256) = sluice::auth::new_key()?;
+    let entry = toml::to_string(&toml::Table::from_iter([
+        ("name".to_owned(), toml::Value::from(name)),
+        ("sha256".to_owned(), toml::Value::from(sha256)),
+        ("scopes".to_owned(), toml::Value::from(scopes.to_vec())),
+    ]))
+    .map_err(|e| e.to_string())?;
+    Ok(format!("# give the client this key; Sluice keeps only its hash:\n# {key}\n\n[[auth.api_keys]]\n{entry}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Plugin(command) => plugin(command),
+        Command::Auth(AuthCommand::NewKey { name, scopes }) => match new_key(&name, &scopes) {
+            Ok(text) => {
+                #[allow(clippy::print_stdout)] // the key is the output
+                {
+                    print!("{text}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(2)
+            }
+        },
         Command::Schema(command) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime.block_on(schema(command)),
             Err(error) => {
@@ -293,7 +338,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             shutdown_signal().await;
             dev.gateway.stop().await
         }
-        Command::CheckConfig { .. } | Command::Schema(_) | Command::Plugin(_) => {
+        Command::CheckConfig { .. } | Command::Schema(_) | Command::Plugin(_) | Command::Auth(_) => {
             unreachable!("handled before the runtime starts")
         }
     }

@@ -81,7 +81,12 @@ impl Prepared {
             let admin_addr = listener.local_addr()?;
             gateway.serve(
                 listener,
-                crate::http::admin::router(state.plugins.clone(), &admin.token, admin.max_upload_bytes),
+                crate::http::admin::router(
+                    state.plugins.clone(),
+                    &admin.token,
+                    state.gate.auth.clone(),
+                    admin.max_upload_bytes,
+                ),
             );
             gateway.admin_addr = Some(admin_addr);
             tracing::info!(addr = %admin_addr, "admin API listening");
@@ -165,6 +170,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let schemas = Arc::new(SchemaCache::new(registry.clone(), Duration::from_millis(config.registry.cache_ttl_ms)));
     let deliveries = start_deliveries(config, &producer, &schemas, &plugins).await?;
     let routes = Arc::new(routes(&config.topics));
+    let auth = crate::auth::Auth::new(config.auth.as_ref()).await.map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
     Ok(AppState {
         http: config.http.clone(),
         routes: routes.clone(),
@@ -172,6 +178,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         registry,
         plugins,
         deliveries,
+        gate: Arc::new(crate::http::Gate { auth: Arc::new(auth), limits: crate::http::Limits::new(&config.limits) }),
     })
 }
 

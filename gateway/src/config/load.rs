@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    AdminConfig, Config, DeliveryConfig, HttpConfig, KafkaConfig, PluginConfig, PluginHostConfig, RegistryConfig,
-    TopicConfig, validate, vars,
+    AdminConfig, AuthConfig, Config, DeliveryConfig, HttpConfig, KafkaConfig, LimitsConfig, PluginConfig,
+    PluginHostConfig, RegistryConfig, TopicConfig, validate, vars,
 };
 use crate::deliver::spec::SubscriptionSpec;
 
@@ -71,10 +71,16 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     let subscriptions = array::<SubscriptionSpec>(&mut root, "subscriptions", &mut problems);
     let delivery =
         section::<DeliveryConfig>(&mut root, "delivery", &mut problems).or_else(|| Some(DeliveryConfig::default()));
+    let auth = match root.remove("auth") {
+        None => Some(None),
+        Some(value) => collect::<AuthConfig>(value, "auth", &mut problems).map(Some),
+    };
+    let limits = section::<LimitsConfig>(&mut root, "limits", &mut problems).or_else(|| Some(LimitsConfig::default()));
     for key in root.keys() {
         problems.push(Problem::new(
             key.clone(),
-            "unknown section (expected http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions or delivery)",
+            "unknown section (expected http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, \
+             delivery, auth or limits)",
         ));
     }
 
@@ -105,8 +111,15 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     if let Some(subscriptions) = &subscriptions {
         validate::subscriptions(subscriptions, plugins.as_deref().unwrap_or_default(), &mut problems);
     }
+    if let Some(Some(auth)) = &auth {
+        validate::auth(auth, &mut problems);
+    }
+    if let Some(limits) = &limits {
+        validate::limits(limits, &mut problems);
+    }
 
-    match (http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery) {
+    let sections = (http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery, auth, limits);
+    match sections {
         (
             Some(http),
             Some(kafka),
@@ -117,9 +130,21 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             Some(admin),
             Some(subscriptions),
             Some(delivery),
-        ) if problems.is_empty() => {
-            Ok(Config { http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery })
-        }
+            Some(auth),
+            Some(limits),
+        ) if problems.is_empty() => Ok(Config {
+            http,
+            kafka,
+            registry,
+            topics,
+            plugins,
+            plugin_host,
+            admin,
+            subscriptions,
+            delivery,
+            auth,
+            limits,
+        }),
         _ => Err(problems),
     }
 }

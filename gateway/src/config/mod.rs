@@ -45,6 +45,88 @@ pub struct Config {
     /// Webhook delivery settings.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Who may do what. Without it every request is allowed (for a trusted network or `dev`).
+    pub auth: Option<AuthConfig>,
+    /// Rate, concurrency and time limits on the public listener.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[auth]`: API keys and JWT bearer tokens, each with scopes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[[auth.api_keys]]`: a key, known only by its hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key (logs, rate limits).
+    pub name: String,
+    /// Hex SHA-256 of the key (`sluice auth new-key` makes a key and prints its hash).
+    pub sha256: String,
+    /// What the key may do: `admin`, `produce:<topic pattern>`, `subscribe:<topic pattern>`,
+    /// `registry:read`, `registry:write`; `*` in a pattern matches anything.
+    pub scopes: Vec<String>,
+    /// This key's rate limit, overriding `limits.per_key_requests_per_second`.
+    pub requests_per_second: Option<u32>,
+}
+
+/// `[auth.jwt]`: bearer tokens signed by an identity provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Where the signing keys are published (a JWKS document); or `jwks_file`.
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// An `aud` every token must carry.
+    pub audience: String,
+    /// The claim holding the scopes: a space-separated string or an array. Default `scope`.
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    /// How often the JWKS is fetched again (new keys are also fetched when a token names an
+    /// unknown `kid`, at most every 30 s). Default 300 s.
+    #[serde(default = "default_jwks_refresh_s")]
+    pub refresh_s: u64,
+}
+
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+fn default_jwks_refresh_s() -> u64 {
+    300
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests per second for the whole listener, beyond which requests get 429. Default 0
+    /// (no limit).
+    pub requests_per_second: u32,
+    /// Requests per second per API key or token subject. Default 0 (no limit).
+    pub per_key_requests_per_second: u32,
+    /// How long a request may take before it is answered 503. Default 30000 ms.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more get 503 at once instead of waiting. Default 1024.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 0,
+            per_key_requests_per_second: 0,
+            request_timeout_ms: 30_000,
+            max_concurrent_requests: 1024,
+        }
+    }
 }
 
 /// `[delivery]`

@@ -314,3 +314,59 @@ pub(super) fn subscriptions(subscriptions: &[SubscriptionSpec], plugins: &[Plugi
         }
     }
 }
+
+pub(super) fn auth(auth: &super::AuthConfig, problems: &mut Vec<Problem>) {
+    if auth.api_keys.is_empty() && auth.jwt.is_none() {
+        problems.push(Problem::new("auth", "lets nobody in: add [[auth.api_keys]] or [auth.jwt]"));
+    }
+    let mut names = HashMap::new();
+    for (i, key) in auth.api_keys.iter().enumerate() {
+        let at = |field: &str| format!("auth.api_keys[{i}].{field}");
+        if let Some(first) = names.insert(key.name.as_str(), i) {
+            problems.push(Problem::new(at("name"), format!("'{}' is also the name of api_keys[{first}]", key.name)));
+        }
+        if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            problems.push(Problem::new(at("sha256"), "must be 64 hex digits (`sluice auth new-key` prints it)"));
+        }
+        if key.scopes.is_empty() {
+            problems.push(Problem::new(at("scopes"), "list what the key may do"));
+        }
+        for (j, scope) in key.scopes.iter().enumerate() {
+            if let Err(why) = scope.parse::<crate::auth::Scope>() {
+                problems.push(Problem::new(format!("auth.api_keys[{i}].scopes[{j}]"), why));
+            }
+        }
+        if key.requests_per_second == Some(0) {
+            problems.push(Problem::new(at("requests_per_second"), "must be at least 1 (leave it out for the default)"));
+        }
+    }
+    if let Some(jwt) = &auth.jwt {
+        match (&jwt.jwks_url, &jwt.jwks_file) {
+            (None, None) | (Some(_), Some(_)) => {
+                problems.push(Problem::new("auth.jwt", "give exactly one of jwks_url and jwks_file"));
+            }
+            (Some(url), None) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                problems.push(Problem::new("auth.jwt.jwks_url", "must be an http(s) URL"));
+            }
+            _ => {}
+        }
+        if jwt.issuer.is_empty() {
+            problems.push(Problem::new("auth.jwt.issuer", "required: tokens from any issuer would be accepted"));
+        }
+        if jwt.audience.is_empty() {
+            problems.push(Problem::new("auth.jwt.audience", "required: tokens for any service would be accepted"));
+        }
+        if jwt.refresh_s == 0 {
+            problems.push(Problem::new("auth.jwt.refresh_s", "must be at least 1"));
+        }
+    }
+}
+
+pub(super) fn limits(limits: &super::LimitsConfig, problems: &mut Vec<Problem>) {
+    if limits.request_timeout_ms == 0 {
+        problems.push(Problem::new("limits.request_timeout_ms", "must be greater than 0"));
+    }
+    if limits.max_concurrent_requests == 0 {
+        problems.push(Problem::new("limits.max_concurrent_requests", "must be at least 1"));
+    }
+}

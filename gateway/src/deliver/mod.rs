@@ -440,6 +440,11 @@ impl Deliveries {
         })
     }
 
+    /// The topics a subscription delivers from (what access to it is decided by).
+    pub fn topics(&self, name: &str) -> Result<Vec<String>, SubscriptionError> {
+        self.require(name).map(|spec| spec.topics)
+    }
+
     fn require(&self, name: &str) -> Result<SubscriptionSpec, SubscriptionError> {
         self.specs(&self.log.read())
             .remove(name)

@@ -1,4 +1,5 @@
-//! The admin API, on its own listener, behind a bearer token: upload, list, activate and roll
+//! The admin API, on its own listener, behind the admin bearer token from `[admin]` (or, with
+//! `[auth]`, an API key or token carrying the `admin` scope): upload, list, activate and roll
 //! back plugin versions.
 //!
 //! - `GET /admin/plugins`, `GET /admin/plugins/{name}`: declared plugins, the active version,
@@ -19,17 +20,20 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::problem::Problem;
+use crate::auth::{Auth, Permission};
 use crate::plugin::store::{Plugins, StoreError};
 
 #[derive(Clone)]
 struct Admin {
     plugins: Arc<Plugins>,
     token: Arc<str>,
+    auth: Arc<Auth>,
 }
 
-/// The admin router; every request needs `Authorization: Bearer <token>`.
-pub fn router(plugins: Arc<Plugins>, token: &str, max_upload_bytes: usize) -> Router {
-    let admin = Admin { plugins, token: token.into() };
+/// The admin router; every request needs `Authorization: Bearer <token>` (the admin token, or
+/// a credential of `auth` with the `admin` scope).
+pub fn router(plugins: Arc<Plugins>, token: &str, auth: Arc<Auth>, max_upload_bytes: usize) -> Router {
+    let admin = Admin { plugins, token: token.into(), auth };
     Router::new()
         .route("/admin/plugins", get(list))
         .route("/admin/plugins/{name}", get(show).put(upload))
@@ -49,6 +53,17 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(token) if same(token.as_bytes(), admin.token.as_bytes()) => next.run(request).await,
+        Some(_) if admin.auth.enabled() => match admin.auth.authenticate(request.headers()).await {
+            Ok(principal) => match principal.require(Permission::Admin) {
+                Ok(()) => next.run(request).await,
+                Err(error) => Problem::from(error).into_response(),
+            },
+            Err(error) => {
+                let mut response = Problem::from(error).into_response();
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+        },
         _ => {
             let detail = if presented.is_some() {
                 "the bearer token is not valid"

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, the shared state, health endpoints and the problem-response type.
 
+mod access;
 pub mod admin;
 mod body;
 pub mod problem;
@@ -32,7 +33,10 @@ pub struct AppState {
     pub registry: Registry,
     pub plugins: Arc<crate::plugin::store::Plugins>,
     pub deliveries: Arc<crate::deliver::Deliveries>,
+    pub gate: Arc<Gate>,
 }
+
+pub use self::access::{Gate, Limits};
 
 /// The public router; testable without a socket (`app(state).oneshot(request)`).
 pub fn app(state: Arc<AppState>) -> Router {
@@ -50,6 +54,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         // The request body is limited per route by the produce handler (413 before reading).
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.gate.clone(), access::gate))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,15 +20,19 @@ use serde::Serialize;
 use super::AppState;
 use super::body::{check_content_type, parse_events, read_limited};
 use super::problem::Problem;
+use crate::auth::{Permission, Principal};
 use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, results::PartOutcome};
 use crate::registry::RegistryError;
 
 pub async fn produce(
     State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    // Before anything about the topic is revealed, even whether it exists.
+    principal.require(Permission::Produce(&topic))?;
     let route = app.routes.get(&topic).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,

@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::AppState;
 use super::body::{check_content_type, read_limited};
 use super::problem::Problem;
+use crate::auth::{Permission, Principal};
 use crate::deliver::spec::SubscriptionSpec;
 use crate::deliver::{ReplayFrom, SubscriptionError};
 
@@ -82,49 +83,100 @@ async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, limit: 
     })
 }
 
-async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+/// Whether the principal may subscribe to every one of these topics.
+fn may_subscribe(principal: &Principal, topics: &[String]) -> Result<(), Problem> {
+    for topic in topics {
+        principal.require(Permission::Subscribe(topic))?;
+    }
+    Ok(())
+}
+
+/// The subscription's topics must all be the principal's to subscribe to.
+fn may_manage(app: &AppState, principal: &Principal, name: &str) -> Result<(), Problem> {
+    may_subscribe(principal, &app.deliveries.topics(name).map_err(problem)?)
+}
+
+async fn create(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
     let spec: SubscriptionSpec = json_body(&headers, body, app.http.max_body_bytes).await?;
+    may_subscribe(&principal, &spec.topics)?;
+    // The gateway writes the dead letters in the caller's name: a key must not reach a topic
+    // it could not produce to through a subscription's dead letter topic.
+    principal.require(Permission::Produce(&spec.dead_letter_topic))?;
     let name = spec.name.clone();
     app.deliveries.create(spec).await.map_err(problem)?;
     let status = app.deliveries.status(&name, false).await.map_err(problem)?;
     Ok((StatusCode::CREATED, axum::Json(status)).into_response())
 }
 
-async fn list(State(app): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({ "subscriptions": app.deliveries.list().await })).into_response()
+async fn list(State(app): State<Arc<AppState>>, Extension(principal): Extension<Arc<Principal>>) -> Response {
+    let mut subscriptions = app.deliveries.list().await;
+    subscriptions.retain(|s| s.spec.topics.iter().all(|t| principal.allows(Permission::Subscribe(t))));
+    axum::Json(json!({ "subscriptions": subscriptions })).into_response()
 }
 
-async fn show(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+async fn show(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    may_manage(&app, &principal, &name)?;
     Ok(axum::Json(app.deliveries.status(&name, true).await.map_err(problem)?).into_response())
 }
 
-async fn delete(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+async fn delete(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    may_manage(&app, &principal, &name)?;
     app.deliveries.delete(&name).await.map_err(problem)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn pause(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+async fn pause(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    may_manage(&app, &principal, &name)?;
     app.deliveries.pause(&name).await.map_err(problem)?;
     Ok(axum::Json(app.deliveries.status(&name, false).await.map_err(problem)?).into_response())
 }
 
-async fn resume(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+async fn resume(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    may_manage(&app, &principal, &name)?;
     app.deliveries.resume(&name).await.map_err(problem)?;
     Ok(axum::Json(app.deliveries.status(&name, false).await.map_err(problem)?).into_response())
 }
 
 async fn replay(
     State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    may_manage(&app, &principal, &name)?;
     let from: ReplayFrom = json_body(&headers, body, app.http.max_body_bytes).await?;
     let generation = app.deliveries.replay(&name, from).await.map_err(problem)?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "generation": generation }))).into_response())
 }
 
-async fn redrive(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, Problem> {
+async fn redrive(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    may_manage(&app, &principal, &name)?;
     let records = app.deliveries.redrive(&name).await.map_err(problem)?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "name": name, "records": records }))).into_response())
 }
