@@ -179,6 +179,10 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         plugins,
         deliveries,
         gate: Arc::new(crate::http::Gate { auth: Arc::new(auth), limits: crate::http::Limits::new(&config.limits) }),
+        idempotency: crate::http::Idempotency::new(
+            Duration::from_secs(config.http.idempotency_window_s),
+            config.http.idempotency_max_bytes,
+        ),
     })
 }
 

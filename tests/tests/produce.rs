@@ -544,3 +544,55 @@ async fn pinned_routes_keep_their_version_and_record_name_strategies_find_their_
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotent_retry_returns_the_first_result_and_produces_nothing_new() -> anyhow::Result<()> {
+    let (env, topic, _) = avro_env(RegistryKind::Embedded, 3).await?;
+    let url = format!("{}/v1/topics/{topic}/events", env.base);
+    let send = |key: &str, body: &Value| {
+        env.http
+            .post(&url)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let mut wrong = order("i-3");
+    wrong["total_cents"] = json!("lots");
+    let batch = json!([order("i-1"), order("i-2"), wrong]);
+
+    let first = send("retry-1", &batch).await?;
+    assert_eq!(first.status(), StatusCode::MULTI_STATUS);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await?;
+    assert_eq!(record_count(&env.bootstrap, &topic).await?, 2);
+
+    // The retry gets the same answer, marked as a replay, and nothing is produced.
+    let retry = send("retry-1", &batch).await?;
+    assert_eq!(retry.status(), StatusCode::MULTI_STATUS);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.json::<Value>().await?, first);
+    assert_eq!(record_count(&env.bootstrap, &topic).await?, 2);
+
+    // Retries racing each other: one produces, the others wait for its answer.
+    let single = json!(order("i-4"));
+    let racing = futures::future::try_join_all((0..4).map(|_| async {
+        let response = send("retry-2", &single).await?;
+        Ok::<_, reqwest::Error>((response.status(), response.json::<Value>().await?))
+    }))
+    .await?;
+    assert!(racing.iter().all(|answer| *answer == racing[0]), "{racing:?}");
+    assert_eq!(racing[0].0, StatusCode::OK);
+    assert_eq!(record_count(&env.bootstrap, &topic).await?, 3);
+
+    // The same key with another body is a mistake, not a retry.
+    let reused = send("retry-1", &json!(order("i-5"))).await?;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.json::<Value>().await?["type"], "urn:sluice:problem:idempotency-key-reused");
+    // A new key is a new request; no key, no deduplication.
+    assert_eq!(send("retry-3", &single).await?.status(), StatusCode::OK);
+    assert_eq!(env.post(&topic, &single).await?.status, StatusCode::OK);
+    assert_eq!(env.post(&topic, &single).await?.status, StatusCode::OK);
+    assert_eq!(record_count(&env.bootstrap, &topic).await?, 6);
+    Ok(())
+}

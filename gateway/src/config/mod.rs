@@ -257,11 +257,23 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Most events in one request; more get 413. Default 1000.
     pub max_events_per_request: usize,
+    /// How long a produce answer is kept for retries carrying the same `Idempotency-Key`, in
+    /// seconds; 0 turns the header off. Per replica. Default 3600.
+    pub idempotency_window_s: u64,
+    /// Memory for answers kept for `Idempotency-Key` retries; beyond it the oldest go first,
+    /// before their window ends. Default 64 MiB.
+    pub idempotency_max_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), max_body_bytes: 1 << 20, max_events_per_request: 1000 }
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 1 << 20,
+            max_events_per_request: 1000,
+            idempotency_window_s: 3600,
+            idempotency_max_bytes: 64 << 20,
+        }
     }
 }
 

@@ -48,6 +48,9 @@ pub(super) fn http(http: &HttpConfig, problems: &mut Vec<Problem>) {
     if http.max_events_per_request == 0 {
         problems.push(Problem::new("http.max_events_per_request", "must be greater than 0"));
     }
+    if http.idempotency_window_s > 0 && http.idempotency_max_bytes == 0 {
+        problems.push(Problem::new("http.idempotency_max_bytes", "must be greater than 0 while the window is on"));
+    }
 }
 
 pub(super) fn kafka(kafka: &KafkaConfig, problems: &mut Vec<Problem>) {

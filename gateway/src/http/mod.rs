@@ -3,6 +3,7 @@
 mod access;
 pub mod admin;
 mod body;
+mod idempotency;
 pub mod problem;
 mod produce;
 mod subscriptions;
@@ -34,9 +35,12 @@ pub struct AppState {
     pub plugins: Arc<crate::plugin::store::Plugins>,
     pub deliveries: Arc<crate::deliver::Deliveries>,
     pub gate: Arc<Gate>,
+    /// Answers kept for `Idempotency-Key` retries (`None`: the header is ignored).
+    pub idempotency: Option<Arc<Idempotency>>,
 }
 
 pub use self::access::{Gate, Limits};
+pub use self::idempotency::Idempotency;
 
 /// The public router; testable without a socket (`app(state).oneshot(request)`).
 pub fn app(state: Arc<AppState>) -> Router {

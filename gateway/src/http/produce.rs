@@ -19,10 +19,12 @@ use serde::Serialize;
 
 use super::AppState;
 use super::body::{check_content_type, parse_events, read_limited};
+use super::idempotency::{self, Begin, Idempotency};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
 use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, results::PartOutcome};
 use crate::registry::RegistryError;
+use crate::route::Route;
 
 pub async fn produce(
     State(app): State<Arc<AppState>>,
@@ -44,7 +46,26 @@ pub async fn produce(
     })?;
     check_content_type(&headers)?;
     let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
-    let events = parse_events(&bytes, app.http.max_events_per_request)?;
+    let claim = match (&app.idempotency, Idempotency::id(&headers, &principal.name, &topic)?) {
+        (Some(store), Some(id)) => match store.begin(id.clone(), &bytes).await {
+            Begin::Fresh(claim) => Some(claim),
+            Begin::Replay(answer) => return Ok(answer.replay()),
+            Begin::Reused => return Err(idempotency::reused(&id)),
+        },
+        _ => None,
+    };
+    let response = match produce_events(&app, route, &bytes).await {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
+    };
+    Ok(match claim {
+        Some(claim) => claim.finish(response).await,
+        None => response,
+    })
+}
+
+async fn produce_events(app: &AppState, route: &Arc<Route>, bytes: &[u8]) -> Result<Response, Problem> {
+    let events = parse_events(bytes, app.http.max_events_per_request)?;
     let results = app.pipeline.produce(route, &events).await.map_err(batch_problem)?;
     Ok(respond(&results))
 }
