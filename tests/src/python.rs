@@ -1,6 +1,6 @@
 //! A Python venv with Confluent's Kafka client and its Avro and JSON Schema
-//! serializers: independent clients to check Sluice's wire format and
-//! registry API against.
+//! serializers (independent clients to check Sluice's wire format and
+//! registry API against) and schemathesis (an API fuzzer).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,8 +8,13 @@ use std::process::Command;
 use crate::{cache, process};
 
 /// Pinned, so that a test failure means our change, not theirs.
-const PACKAGES: &[&str] =
-    &["confluent-kafka[avro,json,schemaregistry]==2.16.1", "fastavro==1.13.1", "standardwebhooks==1.1.0"];
+const PACKAGES: &[&str] = &[
+    "confluent-kafka[avro,json,schemaregistry]==2.16.1",
+    "fastavro==1.13.1",
+    "standardwebhooks==1.1.0",
+    // The property-based API fuzzer run against the OpenAPI document.
+    "schemathesis==4.32.5",
+];
 
 /// The interpreter of the harness's venv (`<cache>/venv/bin/python`),
 /// created with [`PACKAGES`] on first use.

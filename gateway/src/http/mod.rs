@@ -49,6 +49,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .merge(subscriptions::routes());
     if let Registry::Embedded(embedded) = &state.registry {
         router = router.nest("/registry", embedded_registry(embedded.clone()));
@@ -80,6 +81,14 @@ async fn count_requests(request: axum::extract::Request, next: axum::middleware:
         .observe(started.elapsed().as_secs_f64());
     metrics.http_requests.get_or_create(&crate::telemetry::metrics::HttpLabels { route, method, status }).inc();
     response
+}
+
+/// The OpenAPI 3.1 document of this API (`openapi.json` beside this file; a test keeps it in
+/// step with the router).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Prometheus metrics (OpenMetrics text).

@@ -175,12 +175,22 @@ async fn delete_subject(
     Ok(ok(&registry.delete_subject(&subject, flag(&params, "permanent")).await?))
 }
 
-async fn schema_by_id(State(registry): Shared, Path(id): Path<u32>) -> Result<Response, ApiError> {
-    Ok(ok(&registry.schema_by_id(id)?))
+/// An id that is not a number (or too large for one) names no schema: 40403, as for an unknown
+/// number, rather than the router's plain-text rejection.
+fn schema_id(text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: 40403,
+        message: format!("Schema {text} not found"),
+    })
 }
 
-async fn schema_by_id_raw(State(registry): Shared, Path(id): Path<u32>) -> Result<Response, ApiError> {
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], registry.schema_by_id(id)?.schema).into_response())
+async fn schema_by_id(State(registry): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(ok(&registry.schema_by_id(schema_id(&id)?)?))
+}
+
+async fn schema_by_id_raw(State(registry): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], registry.schema_by_id(schema_id(&id)?)?.schema).into_response())
 }
 
 /// `PUT /config` bodies: `{"compatibility": "FULL"}` (`compatibilityLevel` is accepted too).
