@@ -131,6 +131,7 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
         },
         auth: None,
         limits: Default::default(),
+        telemetry: Default::default(),
     }
 }
 

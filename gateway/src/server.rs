@@ -25,6 +25,7 @@ use crate::registry::client::RemoteRegistry;
 use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::{Registry, SchemaCache};
 use crate::route::routes;
+use crate::telemetry::trace::Tracing;
 
 /// How often a missing topic is looked up again when requests ask for it.
 const TOPIC_RECHECK: Duration = Duration::from_secs(5);
@@ -137,7 +138,11 @@ impl Gateway {
         }
         self.state.deliveries.stop_all().await;
         let pipeline = self.state.pipeline.clone();
-        tokio::task::spawn_blocking(move || pipeline.flush(SHUTDOWN_FLUSH)).await?;
+        tokio::task::spawn_blocking(move || {
+            pipeline.flush(SHUTDOWN_FLUSH);
+            pipeline.tracing.flush();
+        })
+        .await?;
         Ok(())
     }
 }
@@ -168,13 +173,14 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     }
     let plugins = start_plugins(config).await?;
     let schemas = Arc::new(SchemaCache::new(registry.clone(), Duration::from_millis(config.registry.cache_ttl_ms)));
-    let deliveries = start_deliveries(config, &producer, &schemas, &plugins).await?;
+    let tracing = Tracing::new(&config.telemetry).map_err(anyhow::Error::msg)?;
+    let deliveries = start_deliveries(config, &producer, &schemas, &plugins, &tracing).await?;
     let routes = Arc::new(routes(&config.topics));
     let auth = crate::auth::Auth::new(config.auth.as_ref()).await.map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
     Ok(AppState {
         http: config.http.clone(),
         routes: routes.clone(),
-        pipeline: Pipeline { producer, topics, schemas, routes, plugins: plugins.clone() },
+        pipeline: Pipeline { producer, topics, schemas, routes, plugins: plugins.clone(), tracing },
         registry,
         plugins,
         deliveries,
@@ -193,6 +199,7 @@ async fn start_deliveries(
     producer: &Producer,
     schemas: &Arc<SchemaCache>,
     plugins: &Arc<Plugins>,
+    tracing: &Tracing,
 ) -> anyhow::Result<Arc<Deliveries>> {
     let allowed = config.delivery.allow_networks.iter().filter_map(|n| n.parse().ok()).collect();
     let guard = Guard::new(allowed);
@@ -217,6 +224,7 @@ async fn start_deliveries(
         plugins: plugins.clone(),
         http,
         max_buffered: config.delivery.max_buffered_records,
+        tracing: tracing.clone(),
     };
     Ok(Deliveries::start(log, config.subscriptions.clone(), deps, guard).await)
 }

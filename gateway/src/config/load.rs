@@ -14,7 +14,7 @@ use serde_path_to_error::Segment;
 
 use super::{
     AdminConfig, AuthConfig, Config, DeliveryConfig, HttpConfig, KafkaConfig, LimitsConfig, PluginConfig,
-    PluginHostConfig, RegistryConfig, TopicConfig, validate, vars,
+    PluginHostConfig, RegistryConfig, TelemetryConfig, TopicConfig, validate, vars,
 };
 use crate::deliver::spec::SubscriptionSpec;
 
@@ -76,11 +76,13 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         Some(value) => collect::<AuthConfig>(value, "auth", &mut problems).map(Some),
     };
     let limits = section::<LimitsConfig>(&mut root, "limits", &mut problems).or_else(|| Some(LimitsConfig::default()));
+    let telemetry =
+        section::<TelemetryConfig>(&mut root, "telemetry", &mut problems).or_else(|| Some(TelemetryConfig::default()));
     for key in root.keys() {
         problems.push(Problem::new(
             key.clone(),
             "unknown section (expected http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, \
-             delivery, auth or limits)",
+             delivery, auth, limits or telemetry)",
         ));
     }
 
@@ -117,8 +119,12 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     if let Some(limits) = &limits {
         validate::limits(limits, &mut problems);
     }
+    if let Some(telemetry) = &telemetry {
+        validate::telemetry(telemetry, &mut problems);
+    }
 
-    let sections = (http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery, auth, limits);
+    let sections =
+        (http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery, auth, limits, telemetry);
     match sections {
         (
             Some(http),
@@ -132,6 +138,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             Some(delivery),
             Some(auth),
             Some(limits),
+            Some(telemetry),
         ) if problems.is_empty() => Ok(Config {
             http,
             kafka,
@@ -144,6 +151,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             delivery,
             auth,
             limits,
+            telemetry,
         }),
         _ => Err(problems),
     }

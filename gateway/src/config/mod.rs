@@ -50,6 +50,31 @@ pub struct Config {
     /// Rate, concurrency and time limits on the public listener.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Trace export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces`.
+    /// Unset (default): no spans are exported, and trace context is passed through as received.
+    pub otlp_endpoint: Option<String>,
+    /// Headers sent with every export (e.g. an API key for a hosted backend).
+    pub otlp_headers: BTreeMap<String, String>,
+    /// `service.name` of the exported spans. Default `sluice`.
+    pub service_name: String,
+    /// Share of new traces recorded (0.0–1.0); a caller's sampling decision is followed.
+    /// Default 1.0.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, otlp_headers: BTreeMap::new(), service_name: "sluice".into(), sample_ratio: 1.0 }
+    }
 }
 
 /// `[auth]`: API keys and JWT bearer tokens, each with scopes.

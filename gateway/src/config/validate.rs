@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{
     AdminConfig, DeliveryConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig, PluginHostConfig,
-    Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TopicConfig, UnknownFields,
+    Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TelemetryConfig, TopicConfig, UnknownFields,
 };
 use crate::deliver::spec::SubscriptionSpec;
 
@@ -371,5 +371,16 @@ pub(super) fn limits(limits: &super::LimitsConfig, problems: &mut Vec<Problem>) 
     }
     if limits.max_concurrent_requests == 0 {
         problems.push(Problem::new("limits.max_concurrent_requests", "must be at least 1"));
+    }
+}
+
+pub(super) fn telemetry(telemetry: &TelemetryConfig, problems: &mut Vec<Problem>) {
+    if let Some(endpoint) = &telemetry.otlp_endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        problems.push(Problem::new("telemetry.otlp_endpoint", "must be an http:// or https:// URL"));
+    }
+    if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+        problems.push(Problem::new("telemetry.sample_ratio", "must be between 0.0 and 1.0"));
     }
 }

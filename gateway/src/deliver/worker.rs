@@ -33,6 +33,9 @@ use crate::kafka::producer::Producer;
 use crate::plugin::bindings::{Decision, Delivery as PluginDelivery, Event, Failure, Header, Hooks};
 use crate::plugin::store::Plugins;
 use crate::registry::SchemaCache;
+use crate::telemetry::trace;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 
 /// How long the buffer may stay full before the partitions are paused. Until then the consumer
 /// is simply not polled (librdkafka's bounded prefetch queue holds what was fetched); pausing
@@ -56,6 +59,8 @@ pub struct Deps {
     pub http: reqwest::Client,
     /// Records buffered per subscription before the worker stops taking more from the consumer.
     pub max_buffered: usize,
+    /// Spans for delivery attempts, and the trace context passed to subscribers.
+    pub tracing: trace::Tracing,
 }
 
 /// Counters and the last error, for the status API.
@@ -709,6 +714,24 @@ async fn post(
         .header("sluice-topic", record.topic())
         .header("sluice-partition", record.partition().to_string())
         .header("sluice-offset", record.offset().to_string());
+    // The record's trace context (from the produce request), through this attempt's span.
+    let parent = trace::extract(
+        record.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value.unwrap_or_default())),
+    );
+    let context = deps.tracing.start(
+        format!("deliver {}", spec.name),
+        SpanKind::Client,
+        &parent,
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("sluice.subscription", spec.name.clone()),
+            KeyValue::new("messaging.destination.name", record.topic().to_owned()),
+            KeyValue::new("messaging.kafka.offset", record.offset()),
+        ],
+    );
+    for (name, value) in trace::inject(&context) {
+        request = request.header(name, value);
+    }
     if let Some(key) = record.key() {
         match std::str::from_utf8(key) {
             Ok(text) if text.chars().all(|c| !c.is_control()) => request = request.header("sluice-key", text),
@@ -718,8 +741,20 @@ async fn post(
             }
         }
     }
-    let response = request.body(body.to_vec()).send().await.map_err(|e| Failed::Request(format!("{e:#}")))?;
+    let sent = request.body(body.to_vec()).send().await;
+    let span = context.span();
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => {
+            span.set_status(opentelemetry::trace::Status::error(error.to_string()));
+            return Err(Failed::Request(format!("{error:#}")));
+        }
+    };
     let status = response.status();
+    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+    if !status.is_success() {
+        span.set_status(opentelemetry::trace::Status::error(status.to_string()));
+    }
     if status.is_success() {
         // Read (and discard) the body so the connection can be reused.
         let _ = response.bytes().await;

@@ -22,9 +22,13 @@ use super::body::{check_content_type, parse_events, read_limited};
 use super::idempotency::{self, Begin, Idempotency};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
+use crate::plugin::bindings::Header;
 use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, results::PartOutcome};
 use crate::registry::RegistryError;
 use crate::route::Route;
+use crate::telemetry::trace;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 
 pub async fn produce(
     State(app): State<Arc<AppState>>,
@@ -54,19 +58,39 @@ pub async fn produce(
         },
         _ => None,
     };
-    let response = match produce_events(&app, route, &bytes).await {
+    let context = app.pipeline.tracing.start(
+        format!("{topic} publish"),
+        SpanKind::Producer,
+        &trace::extract(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))),
+        vec![KeyValue::new("messaging.system", "kafka"), KeyValue::new("messaging.destination.name", topic.clone())],
+    );
+    let carried: Vec<Header> = trace::inject(&context)
+        .into_iter()
+        .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
+        .collect();
+    let response = match produce_events(&app, route, &bytes, &carried).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     };
+    let span = context.span();
+    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(response.status().as_u16())));
+    if response.status().is_server_error() {
+        span.set_status(opentelemetry::trace::Status::error(response.status().to_string()));
+    }
     Ok(match claim {
         Some(claim) => claim.finish(response).await,
         None => response,
     })
 }
 
-async fn produce_events(app: &AppState, route: &Arc<Route>, bytes: &[u8]) -> Result<Response, Problem> {
+async fn produce_events(
+    app: &AppState,
+    route: &Arc<Route>,
+    bytes: &[u8],
+    context: &[Header],
+) -> Result<Response, Problem> {
     let events = parse_events(bytes, app.http.max_events_per_request)?;
-    let results = app.pipeline.produce(route, &events).await.map_err(batch_problem)?;
+    let results = app.pipeline.produce(route, &events, context).await.map_err(batch_problem)?;
     Ok(respond(&results))
 }
 

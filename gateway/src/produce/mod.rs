@@ -48,6 +48,8 @@ pub struct Pipeline {
     /// Every route, for events plugins reroute.
     pub routes: Arc<Routes>,
     pub plugins: Arc<Plugins>,
+    /// Spans for produce requests.
+    pub tracing: crate::telemetry::trace::Tracing,
 }
 
 /// One record to produce, and which request event it answers for.
@@ -77,8 +79,14 @@ impl Pipeline {
     /// Runs a batch of events through one route.
     ///
     /// `events` are JSON objects as received (see `http::body`); each is parsed only when a
-    /// schema or a key needs the parsed form.
-    pub async fn produce(&self, route: &Arc<Route>, events: &[&RawValue]) -> Result<Vec<EventResult>, BatchError> {
+    /// schema or a key needs the parsed form. `context` (trace context) goes into every
+    /// record's headers, where plugins see it too.
+    pub async fn produce(
+        &self,
+        route: &Arc<Route>,
+        events: &[&RawValue],
+        context: &[Header],
+    ) -> Result<Vec<EventResult>, BatchError> {
         match self.topics.ensure(&route.topic).await {
             Ok(()) => {}
             Err(ProduceError::UnknownTopic) => return Err(BatchError::TopicMissing(route.topic.clone())),
@@ -97,13 +105,13 @@ impl Pipeline {
                     route: route.clone(),
                     value: Cow::Borrowed(raw.get().as_bytes()),
                     key: None,
-                    headers: Vec::new(),
+                    headers: context.to_vec(),
                     from_plugin: false,
                 })
                 .collect::<Vec<_>>();
             (work, Vec::new())
         } else {
-            self.run_plugins(route, events)
+            self.run_plugins(route, events, context)
         };
 
         let mut results = results::Collector::new(route, events.len());
@@ -124,7 +132,7 @@ impl Pipeline {
                     results.fail(origin, EventError::plugin(EventErrorKind::PluginFailed, &plugin, error.to_string()));
                 }
                 Stop::DeadLetter { plugin, reason } => {
-                    match dead_letter(route, origin, events[origin], &plugin, &reason) {
+                    match dead_letter(route, origin, events[origin], &plugin, &reason, context) {
                         Ok(record) => records.push(record),
                         Err(error) => results.fail(origin, error),
                     }
@@ -151,7 +159,12 @@ impl Pipeline {
         Ok(Some(resolved))
     }
 
-    fn run_plugins<'a>(&self, route: &Arc<Route>, events: &[&'a RawValue]) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
+    fn run_plugins<'a>(
+        &self,
+        route: &Arc<Route>,
+        events: &[&'a RawValue],
+        context: &[Header],
+    ) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
         let now = now_ms();
         let items = events
             .iter()
@@ -163,7 +176,7 @@ impl Pipeline {
                     topic: route.topic.clone(),
                     key: None,
                     value: raw.get().as_bytes().to_vec(),
-                    headers: Vec::new(),
+                    headers: context.to_vec(),
                     timestamp_ms: now,
                 },
             })
@@ -319,6 +332,7 @@ fn dead_letter(
     original: &RawValue,
     plugin: &str,
     reason: &str,
+    context: &[Header],
 ) -> Result<Record, EventError> {
     let Some(topic) = &route.dead_letter_topic else {
         return Err(EventError::plugin(
@@ -332,7 +346,10 @@ fn dead_letter(
     });
     let time =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let headers = OwnedHeaders::new_with_capacity(4)
+    let headers = context.iter().fold(OwnedHeaders::new_with_capacity(4 + context.len()), |headers, header| {
+        headers.insert(KafkaHeader { key: &header.key, value: Some(&header.value) })
+    });
+    let headers = headers
         .insert(KafkaHeader { key: "sluice-dlq-reason", value: Some(reason) })
         .insert(KafkaHeader { key: "sluice-dlq-plugin", value: Some(plugin) })
         .insert(KafkaHeader { key: "sluice-dlq-original-topic", value: Some(&route.topic) })

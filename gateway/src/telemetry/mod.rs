@@ -1,6 +1,7 @@
 //! Logging set-up (structured logs as text for people or JSON for collectors) and the metrics.
 
 pub mod metrics;
+pub mod trace;
 
 use tracing_subscriber::EnvFilter;
 
