@@ -110,7 +110,11 @@ impl Extractor for Found<'_> {
 struct Carried<'a>(&'a mut Vec<(&'static str, String)>);
 
 impl Injector for Carried<'_> {
+    /// An empty `tracestate` is not sent (W3C: omit rather than send it empty).
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         if let Some(name) = HEADERS.iter().find(|h| h.eq_ignore_ascii_case(key)) {
             self.0.push((name, value));
         }
