@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::config::ListenerTlsConfig;
 use crate::deliver::Deliveries;
 use crate::deliver::guard::{Guard, GuardedResolver};
 use crate::deliver::worker::Deps;
@@ -26,6 +27,7 @@ use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::{Registry, SchemaCache};
 use crate::route::routes;
 use crate::telemetry::trace::Tracing;
+use axum_server::tls_rustls::RustlsConfig;
 
 /// How often a missing topic is looked up again when requests ask for it.
 const TOPIC_RECHECK: Duration = Duration::from_secs(5);
@@ -40,6 +42,16 @@ pub struct Gateway {
     state: Arc<AppState>,
     shutdown: Vec<oneshot::Sender<()>>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Background work tied to the listeners (certificate reloads), stopped with them.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// A gateway connected to Kafka and its registry, not yet listening.
@@ -72,10 +84,30 @@ impl Prepared {
             .await
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
-        let mut gateway =
-            Gateway { addr, admin_addr: None, state: state.clone(), shutdown: Vec::new(), servers: Vec::new() };
-        gateway.serve(listener, extra.merge(app(state.clone())));
-        tracing::info!(%addr, routes = state.routes.len(), "listening");
+        let mut gateway = Gateway {
+            addr,
+            admin_addr: None,
+            state: state.clone(),
+            shutdown: Vec::new(),
+            servers: Vec::new(),
+            tasks: Vec::new(),
+        };
+        let tls = match &config.http.tls {
+            None => None,
+            Some(tls) => {
+                let rustls = RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file).await.with_context(|| {
+                    format!(
+                        "cannot load the certificate {} and key {}",
+                        tls.cert_file.display(),
+                        tls.key_file.display()
+                    )
+                })?;
+                gateway.tasks.push(tokio::spawn(reload_certificate(rustls.clone(), tls.clone())));
+                Some(rustls)
+            }
+        };
+        gateway.serve(listener, extra.merge(app(state.clone())), tls.clone())?;
+        tracing::info!(%addr, https = tls.is_some(), routes = state.routes.len(), "listening");
         if let Some(admin) = &config.admin {
             let listener =
                 TcpListener::bind(admin.listen).await.with_context(|| format!("cannot listen on {}", admin.listen))?;
@@ -88,7 +120,8 @@ impl Prepared {
                     state.gate.auth.clone(),
                     admin.max_upload_bytes,
                 ),
-            );
+                tls,
+            )?;
             gateway.admin_addr = Some(admin_addr);
             tracing::info!(addr = %admin_addr, "admin API listening");
         }
@@ -112,16 +145,29 @@ impl Gateway {
         self.admin_addr
     }
 
-    fn serve(&mut self, listener: TcpListener, router: axum::Router) {
+    /// Serves `router` on `listener`, over TLS when given a certificate; stopped by [`stop`].
+    fn serve(&mut self, listener: TcpListener, router: axum::Router, tls: Option<RustlsConfig>) -> anyhow::Result<()> {
         let (shutdown, signal) = oneshot::channel::<()>();
         self.shutdown.push(shutdown);
-        self.servers.push(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = signal.await;
-                })
-                .await
-        }));
+        let Some(tls) = tls else {
+            self.servers.push(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = signal.await;
+                    })
+                    .await
+            }));
+            return Ok(());
+        };
+        let handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle.clone());
+        tokio::spawn(async move {
+            let _ = signal.await;
+            // In-flight requests finish; no new connections are taken.
+            handle.graceful_shutdown(None);
+        });
+        self.servers.push(tokio::spawn(server.serve(router.into_make_service())));
+        Ok(())
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -130,6 +176,9 @@ impl Gateway {
 
     /// Stops accepting requests, lets in-flight ones finish, and flushes queued events.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        for task in &self.tasks {
+            task.abort();
+        }
         for shutdown in self.shutdown.drain(..) {
             let _ = shutdown.send(());
         }
@@ -147,7 +196,35 @@ impl Gateway {
     }
 }
 
+/// Reads the certificate files every `reload_interval_s` and installs them when they changed
+/// (new connections get them; open ones keep theirs). A bad new pair is logged and the current
+/// one kept, so a half-written renewal never takes the listener down.
+async fn reload_certificate(rustls: RustlsConfig, config: ListenerTlsConfig) {
+    let read = |config: &ListenerTlsConfig| {
+        let (cert, key) = (config.cert_file.clone(), config.key_file.clone());
+        async move { (tokio::fs::read(&cert).await.ok(), tokio::fs::read(&key).await.ok()) }
+    };
+    let mut current = read(&config).await;
+    let mut every = tokio::time::interval(Duration::from_secs(config.reload_interval_s));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let found = read(&config).await;
+        if found == current || found.0.is_none() || found.1.is_none() {
+            continue;
+        }
+        match rustls.reload_from_pem_file(&config.cert_file, &config.key_file).await {
+            Ok(()) => tracing::info!(cert = %config.cert_file.display(), "TLS certificate reloaded"),
+            Err(error) => {
+                tracing::warn!(error = %error, cert = %config.cert_file.display(), "cannot use the changed TLS certificate; keeping the current one");
+            }
+        }
+        current = found;
+    }
+}
+
 async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    crate::kafka::check_credentials(&config.kafka).await.map_err(anyhow::Error::msg)?;
     let producer = Producer::new(&config.kafka).context("cannot create the Kafka producer")?;
     let registry = if config.registry.is_embedded() {
         Registry::Embedded(

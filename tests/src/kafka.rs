@@ -49,6 +49,8 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Kafka {
     bootstrap: String,
+    /// The SASL listener of a broker from [`Kafka::start_with_sasl`].
+    sasl_bootstrap: Option<String>,
     /// `None` for a broker that the harness did not start
     /// (`SLUICE_TEST_KAFKA`).
     broker: Option<Broker>,
@@ -81,17 +83,37 @@ impl Kafka {
     /// # }
     /// ```
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_inner(false).await
+    }
+
+    /// Like [`Kafka::start`], with a second listener, `SASL_PLAINTEXT` at
+    /// [`Kafka::sasl_bootstrap_servers`], that takes the users of [`SASL_USERS`]: `PLAIN` for
+    /// the first, `SCRAM-SHA-256` for the second. The plain listener stays for the harness.
+    pub async fn start_with_sasl() -> anyhow::Result<Self> {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(sasl: bool) -> anyhow::Result<Self> {
         let started = Instant::now();
         let lib = tokio::task::spawn_blocking(assemble).await??;
         let dir = process::scratch_dir("kafka")?;
-        let [port, controller_port] = process::free_ports()?;
+        let [port, controller_port, sasl_port] = process::free_ports()?;
+        let sasl_port = sasl.then_some(sasl_port);
         let cluster_id = new_cluster_id();
         let data = dir.path().join("data");
-        std::fs::write(dir.path().join("server.properties"), server_properties(port, controller_port, &data))?;
+        std::fs::write(
+            dir.path().join("server.properties"),
+            server_properties(port, controller_port, sasl_port, &data),
+        )?;
         std::fs::write(dir.path().join("log4j2.properties"), LOG4J2_PROPERTIES)?;
 
         let mut format = java(&lib, dir.path(), "kafka.tools.StorageTool");
         format.args(["format", "--standalone", "--cluster-id", &cluster_id]).args(["--config", "server.properties"]);
+        if sasl {
+            // SCRAM credentials live in the cluster metadata; KRaft takes them at format time.
+            let (user, password) = SASL_USERS[1];
+            format.args(["--add-scram", &format!("SCRAM-SHA-256=[name={user},password={password}]")]);
+        }
         tokio::task::spawn_blocking(move || process::run("Kafka's StorageTool format", format)).await??;
 
         let bootstrap = format!("127.0.0.1:{port}");
@@ -102,7 +124,8 @@ impl Kafka {
             started.elapsed(),
             broker.log_path().display()
         );
-        Ok(Self { bootstrap, broker: Some(broker) })
+        let sasl_bootstrap = sasl_port.map(|p| format!("127.0.0.1:{p}"));
+        Ok(Self { bootstrap, sasl_bootstrap, broker: Some(broker) })
     }
 
     /// The broker of this test process, started on first use; or the one at
@@ -130,12 +153,17 @@ impl Kafka {
         tokio::task::spawn_blocking(move || check_metadata(&probe, None))
             .await?
             .with_context(|| format!("SLUICE_TEST_KAFKA={bootstrap} does not answer"))?;
-        Ok(Self { bootstrap, broker: None })
+        Ok(Self { bootstrap, sasl_bootstrap: None, broker: None })
     }
 
     /// The `bootstrap.servers` value for clients.
     pub fn bootstrap_servers(&self) -> String {
         self.bootstrap.clone()
+    }
+
+    /// The SASL listener's `bootstrap.servers`, for a broker from [`Kafka::start_with_sasl`].
+    pub fn sasl_bootstrap_servers(&self) -> Option<String> {
+        self.sasl_bootstrap.clone()
     }
 
     /// Where the broker's stdout and stderr go; `None` for an external one.
@@ -262,18 +290,38 @@ fn new_cluster_id() -> String {
     }
 }
 
-fn server_properties(port: u16, controller_port: u16, data: &Path) -> String {
+/// Users of the SASL listener: `(user, password)`, the first for `PLAIN`, the second for
+/// `SCRAM-SHA-256`.
+pub const SASL_USERS: [(&str, &str); 2] = [("sluice-plain", "plain-secret"), ("sluice-scram", "scram-secret")];
+
+fn server_properties(port: u16, controller_port: u16, sasl_port: Option<u16>, data: &Path) -> String {
+    let (listener, protocols) = match sasl_port {
+        None => (String::new(), ""),
+        Some(sasl) => (format!(",SASL_PLAINTEXT://127.0.0.1:{sasl}"), ",SASL_PLAINTEXT:SASL_PLAINTEXT"),
+    };
+    let sasl = if sasl_port.is_some() {
+        let (user, password) = SASL_USERS[0];
+        format!(
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n\
+             listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+             required user_{user}=\"{password}\";\n\
+             listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=\
+             org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "\
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{listener}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{protocols}
+{sasl}log.dirs={data}
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1

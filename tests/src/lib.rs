@@ -48,7 +48,7 @@ mod shared;
 pub use apicurio::Apicurio;
 pub use cache::cache_dir;
 pub use gateway::GatewayProcess;
-pub use kafka::{Kafka, consume_all};
+pub use kafka::{Kafka, SASL_USERS, consume_all};
 pub use plugins::plugin_wasm;
 pub use python::python;
 

@@ -288,6 +288,26 @@ pub struct HttpConfig {
     /// Memory for answers kept for `Idempotency-Key` retries; beyond it the oldest go first,
     /// before their window ends. Default 64 MiB.
     pub idempotency_max_bytes: usize,
+    /// HTTPS for the public and admin listeners. Without it they speak plain HTTP.
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// `[http.tls]`: the listeners' certificate, reloaded when its files change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the files are read again; new contents are used for new connections without a
+    /// restart. Default 30 s.
+    #[serde(default = "default_tls_reload_s")]
+    pub reload_interval_s: u64,
+}
+
+fn default_tls_reload_s() -> u64 {
+    30
 }
 
 impl Default for HttpConfig {
@@ -298,6 +318,7 @@ impl Default for HttpConfig {
             max_events_per_request: 1000,
             idempotency_window_s: 3600,
             idempotency_max_bytes: 64 << 20,
+            tls: None,
         }
     }
 }

@@ -48,6 +48,16 @@ pub(super) fn http(http: &HttpConfig, problems: &mut Vec<Problem>) {
     if http.max_events_per_request == 0 {
         problems.push(Problem::new("http.max_events_per_request", "must be greater than 0"));
     }
+    if let Some(tls) = &http.tls {
+        for (key, path) in [("http.tls.cert_file", &tls.cert_file), ("http.tls.key_file", &tls.key_file)] {
+            if !path.is_file() {
+                problems.push(Problem::new(key, format!("{} is not a readable file", path.display())));
+            }
+        }
+        if tls.reload_interval_s == 0 {
+            problems.push(Problem::new("http.tls.reload_interval_s", "must be greater than 0"));
+        }
+    }
     if http.idempotency_window_s > 0 && http.idempotency_max_bytes == 0 {
         problems.push(Problem::new("http.idempotency_max_bytes", "must be greater than 0 while the window is on"));
     }

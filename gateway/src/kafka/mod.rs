@@ -41,3 +41,49 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     }
     config
 }
+
+/// Whether the brokers take Sluice's credentials: `Err` only when Kafka refused them (a
+/// configuration mistake, so the gateway should not start), not when it could not be reached
+/// (an outage the gateway rides out with 503s).
+pub async fn check_credentials(kafka: &KafkaConfig) -> Result<(), String> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, Producer as _};
+
+    /// Keeps the authentication errors librdkafka reports through its error callback.
+    #[derive(Default)]
+    struct Refusals(std::sync::Mutex<Vec<String>>);
+    impl rdkafka::ClientContext for Refusals {
+        fn error(&self, error: KafkaError, reason: &str) {
+            if matches!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+            ) {
+                self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(reason.to_owned());
+            }
+        }
+    }
+    impl rdkafka::producer::ProducerContext for Refusals {
+        type DeliveryOpaque = ();
+        fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, (): ()) {}
+    }
+
+    let mut config = client_config(kafka);
+    config.set("client.id", format!("{}-credentials-check", kafka.client_id));
+    tokio::task::spawn_blocking(move || {
+        let client: BaseProducer<Refusals> = config
+            .create_with_context(Refusals::default())
+            .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        if client.client().fetch_metadata(None, std::time::Duration::from_secs(5)).is_ok() {
+            return Ok(());
+        }
+        // Errors reach the context when the client's queue is served.
+        client.poll(std::time::Duration::from_millis(100));
+        let refusals = client.context().0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match refusals.first() {
+            Some(reason) => Err(format!("Kafka refused the credentials in [kafka.sasl]/[kafka.tls]: {reason}")),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

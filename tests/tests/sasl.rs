@@ -1,0 +1,53 @@
+//! The gateway against a SASL-enabled Kafka: with `PLAIN` and with `SCRAM-SHA-256` credentials
+//! from the typed `[kafka]` config, everything it does in Kafka (produce, the embedded registry,
+//! the subscriptions store) goes through the SASL listener; wrong credentials are refused with
+//! a clear error instead of a hang.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sluice_tests::{Kafka, SASL_USERS, unique_name};
+use support::{Env, RegistryKind, order, record_count, route};
+
+fn sasl_section(mechanism: &str, user: &str, password: &str) -> String {
+    format!(
+        "security_protocol = \"sasl_plaintext\"\n\
+         sasl = {{ mechanism = \"{mechanism}\", username = \"{user}\", password = \"{password}\" }}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_produces_through_sasl_plain_and_scram() -> anyhow::Result<()> {
+    let kafka = Kafka::start_with_sasl().await?;
+    let sasl = kafka.sasl_bootstrap_servers().expect("a SASL listener");
+    let topic = unique_name("sasl");
+    kafka.create_topic(&topic, 1, &[]).await?;
+
+    for (mechanism, (user, password)) in [("PLAIN", SASL_USERS[0]), ("SCRAM-SHA-256", SASL_USERS[1])] {
+        let section = sasl_section(mechanism, user, password);
+        let env =
+            Env::start_on(RegistryKind::Embedded, &sasl, &route(&topic, "json", Some("/order_id")), &section, None)
+                .await?;
+        let reply = env.post(&topic, &order(mechanism)).await?;
+        assert_eq!(reply.status, StatusCode::OK, "{mechanism}: {}", reply.body);
+        let ready = env.http.get(format!("{}/readyz", env.base)).send().await?;
+        assert_eq!(ready.status(), StatusCode::OK, "{mechanism}");
+    }
+    // Both records are in the topic (read through the plain listener).
+    assert_eq!(record_count(&kafka.bootstrap_servers(), &topic).await?, 2);
+
+    // A wrong password does not get a gateway that pretends to work.
+    let section = sasl_section("SCRAM-SHA-256", SASL_USERS[1].0, "not-the-password");
+    let started = tokio::time::timeout(
+        Duration::from_secs(120),
+        Env::start_on(RegistryKind::Embedded, &sasl, &route(&topic, "json", None), &section, None),
+    )
+    .await
+    .expect("a gateway with wrong credentials gives up instead of hanging");
+    let error = started.err().expect("wrong credentials must not start a gateway");
+    assert!(format!("{error:#}").to_lowercase().contains("auth"), "{error:#}");
+    assert_eq!(record_count(&kafka.bootstrap_servers(), &topic).await?, 2);
+    Ok(())
+}
