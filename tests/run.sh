@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sluice's whole test suite, from a fresh clone: installs what it needs, then runs
-# formatting, lints, unit tests and the integration tests against a real Kafka 4.x
+# formatting, lints, unit tests, the integration tests against a real Kafka 4.x
 # broker and a real Apicurio registry that the test harness assembles from Maven
-# Central and starts on free ports. Safe to run again: every install step is skipped
-# when already done.
+# Central and starts on free ports, and the deploy/ validators (deploy/check.sh).
+# Safe to run again: every install step is skipped when already done.
 #
 # Environment:
 #   CARGO_TARGET_DIR   build output (default: ~/.cache/sluice/target, outside the clone)
@@ -49,3 +49,6 @@ CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins" cargo test --locked --manifest-path
 
 step "cargo test (unit, router and integration tests; the harness starts Kafka and Apicurio)"
 cargo test --workspace --locked
+
+step "deploy/ (compose, Kubernetes manifests) with their own validators"
+deploy/check.sh

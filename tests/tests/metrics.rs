@@ -39,15 +39,19 @@ fn get(samples: &HashMap<String, f64>, key: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_what_the_gateway_did() -> anyhow::Result<()> {
     let topic = unique_name("metrics");
-    let (dlq, down_dlq) = (format!("{topic}-dlq"), format!("{topic}-down-dlq"));
-    for (name, partitions) in [(&topic, 1), (&dlq, 1), (&down_dlq, 1)] {
+    let (dlq, down_dlq, trapped) = (format!("{topic}-dlq"), format!("{topic}-down-dlq"), format!("{topic}-trapped"));
+    for (name, partitions) in [(&topic, 1), (&dlq, 1), (&down_dlq, 1), (&trapped, 1)] {
         Kafka::shared().create_topic(name, partitions, &[]).await?;
     }
     let config = format!(
-        "[plugin_host]\ntopic = \"{}\"\n[[plugins]]\nname = \"redact\"\npath = \"{}\"\n{}plugins = [\"redact\"]\n",
+        "[plugin_host]\ntopic = \"{}\"\n[[plugins]]\nname = \"redact\"\npath = \"{}\"\n\
+         [[plugins]]\nname = \"panic\"\npath = \"{}\"\n\
+         {}plugins = [\"redact\"]\n{}plugins = [\"panic\"]\n",
         unique_name("_plugins"),
         plugin_wasm("redact").display(),
+        plugin_wasm("panic").display(),
         route(&topic, "avro", Some("/order_id")),
+        route(&trapped, "json", None),
     );
     let env = Env::start(RegistryKind::Embedded, &config).await?;
     env.register(&format!("{topic}-value"), "AVRO", ORDER_PLACED).await?;
@@ -60,6 +64,10 @@ async fn metrics_count_what_the_gateway_did() -> anyhow::Result<()> {
     wrong["total_cents"] = json!("lots");
     let reply = env.post(&topic, &json!([order("m-1"), masked, order("m-3"), wrong])).await?;
     assert_eq!(reply.status, StatusCode::MULTI_STATUS, "{}", reply.body);
+
+    // A plugin that traps: the request is refused and the failure counted by kind.
+    let reply = env.post(&trapped, &json!([order("m-5")])).await?;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
 
     // One subscription that succeeds, one that always fails into its dead letter topic.
     let receiver = Receiver::start().await?;
@@ -104,6 +112,10 @@ async fn metrics_count_what_the_gateway_did() -> anyhow::Result<()> {
     let timed = get(&samples, &format!(r#"sluice_plugin_call_duration_seconds_count{{{plugin}}}"#));
     assert!(timed >= 2.0, "describe and produce are timed: {timed}");
     assert_eq!(get(&samples, r#"sluice_plugin_counter_total{plugin="redact",name="masked"}"#), 1.0);
+    let failures: Vec<(&String, &f64)> =
+        samples.iter().filter(|(k, _)| k.starts_with(r#"sluice_plugin_failures_total{plugin="panic""#)).collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].0.ends_with(r#",kind="trap"}"#) && *failures[0].1 == 1.0, "{failures:?}");
 
     assert_eq!(get(&samples, r#"sluice_delivery_attempts_total{subscription="ok",status="200"}"#), 3.0);
     assert_eq!(get(&samples, r#"sluice_delivery_outcomes_total{subscription="ok",outcome="delivered"}"#), 3.0);
@@ -116,13 +128,44 @@ async fn metrics_count_what_the_gateway_did() -> anyhow::Result<()> {
     assert!(samples.contains_key("sluice_producer_queue"), "the producer queue depth is exported");
 
     // Lag drops to 0 once everything is committed.
-    eventually(&env, |s| {
+    let samples = eventually(&env, |s| {
         get(s, &format!(r#"sluice_consumer_lag{{subscription="ok",topic="{t}",partition="0"}}"#)) == 0.0
             && get(s, &format!(r#"sluice_consumer_lag{{subscription="down",topic="{t}",partition="0"}}"#)) == 0.0
     })
     .await?;
+    // After all that traffic, every metric the dashboard shows has samples.
+    for name in dashboard_metrics()? {
+        assert!(
+            samples.keys().any(|key| key.split('{').next() == Some(name.as_str())),
+            "the dashboard queries {name}, which the gateway does not export"
+        );
+    }
     env.gateway.stop().await?;
     Ok(())
+}
+
+/// The metric names the Grafana dashboard in deploy/ queries, in panels and variables.
+fn dashboard_metrics() -> anyhow::Result<Vec<String>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/sluice-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let panels = dashboard["panels"].as_array().into_iter().flatten();
+    let targets = panels.flat_map(|panel| panel["targets"].as_array().into_iter().flatten());
+    let variables = dashboard["templating"]["list"].as_array().into_iter().flatten();
+    let expressions =
+        targets.filter_map(|t| t["expr"].as_str()).chain(variables.filter_map(|v| v["definition"].as_str()));
+    let mut names = Vec::new();
+    for expression in expressions {
+        let mut rest = expression;
+        while let Some(start) = rest.find("sluice_") {
+            let name: String = rest[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            rest = &rest[start + name.len()..];
+            names.push(name);
+        }
+    }
+    anyhow::ensure!(names.len() >= 12, "the dashboard queries only {names:?}");
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Scrapes until `done` holds (deliveries and statistics arrive in their own time).

@@ -457,4 +457,30 @@ mod tests {
         let config = load_file(&path).unwrap_or_else(|problems| panic!("{problems:#?}"));
         assert_eq!(config.topics.len(), 3);
     }
+
+    /// The configs deploy/ ships (compose, Kubernetes) load, with the variables their
+    /// environments set there (a variable the environment lacks would be an error).
+    #[test]
+    fn the_deploy_configs_are_valid() {
+        let env = |name: &str| {
+            let value = match name {
+                "KAFKA_BOOTSTRAP" => "kafka:9092",
+                "KAFKA_SASL_USERNAME" | "KAFKA_SASL_PASSWORD" | "OTLP_API_KEY" => "secret",
+                "SCHEMA_REGISTRY_URL" => "http://schema-registry:8081",
+                "CHECKOUT_KEY_SHA256" => "0000000000000000000000000000000000000000000000000000000000000000",
+                "OTLP_ENDPOINT" => "http://otel-collector:4318/v1/traces",
+                "SLUICE_ADMIN_TOKEN" => "change-me-to-at-least-32-random-characters",
+                _ => return None,
+            };
+            Some(value.to_owned())
+        };
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let compose = std::fs::read_to_string(deploy.join("compose/sluice.toml")).unwrap();
+        let config = load_str(&compose, env).unwrap_or_else(|problems| panic!("compose: {problems:#?}"));
+        assert_eq!(config.subscriptions.len(), 1);
+        let kubernetes = std::fs::read_to_string(deploy.join("kubernetes/sluice.toml")).unwrap();
+        let config = load_str(&kubernetes, env).unwrap_or_else(|problems| panic!("kubernetes: {problems:#?}"));
+        assert!(config.auth.is_some() && config.admin.is_some() && config.telemetry.otlp_endpoint.is_some());
+        assert_eq!(config.plugin_host.cache_dir.as_deref(), Some(Path::new("/var/cache/sluice/compiled")));
+    }
 }
