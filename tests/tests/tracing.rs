@@ -39,6 +39,17 @@ fn exported(batches: &[Received], name: &str) -> bool {
     })
 }
 
+/// Subscribes the receiver's `/hook` to a topic from its start.
+async fn subscribe(env: &Env, name: &str, topic: &str, receiver: &Receiver) -> anyhow::Result<()> {
+    let subscription = json!({
+        "name": name, "topics": [topic], "url": receiver.url("hook"), "secrets": [SECRET],
+        "start": "earliest", "dead_letter_topic": format!("{topic}.dlq"),
+    });
+    let created = env.http.post(format!("{}/v1/subscriptions", env.base)).json(&subscription).send().await?;
+    anyhow::ensure!(created.status() == StatusCode::CREATED, "subscribing: {}", created.text().await?);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_spans_the_request_the_record_and_the_webhook() -> anyhow::Result<()> {
     let topic = unique_name("traced");
@@ -50,12 +61,7 @@ async fn one_trace_spans_the_request_the_record_and_the_webhook() -> anyhow::Res
         route(&topic, "json", Some("/order_id"))
     );
     let env = Env::start(RegistryKind::Embedded, &config).await?;
-    let subscription = json!({
-        "name": "traced", "topics": [topic], "url": receiver.url("hook"), "secrets": [SECRET],
-        "start": "earliest", "dead_letter_topic": format!("{topic}.dlq"),
-    });
-    let created = env.http.post(format!("{}/v1/subscriptions", env.base)).json(&subscription).send().await?;
-    assert_eq!(created.status(), StatusCode::CREATED);
+    subscribe(&env, "traced", &topic, &receiver).await?;
 
     let incoming = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     let response = env
@@ -112,12 +118,7 @@ async fn without_an_exporter_the_callers_traceparent_passes_through_unchanged() 
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let receiver = Receiver::start().await?;
     let env = Env::start(RegistryKind::Embedded, &route(&topic, "json", None)).await?;
-    let subscription = json!({
-        "name": "plain", "topics": [topic], "url": receiver.url("hook"), "secrets": [SECRET],
-        "start": "earliest", "dead_letter_topic": format!("{topic}.dlq"),
-    });
-    let created = env.http.post(format!("{}/v1/subscriptions", env.base)).json(&subscription).send().await?;
-    assert_eq!(created.status(), StatusCode::CREATED);
+    subscribe(&env, "plain", &topic, &receiver).await?;
     let incoming = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     let url = format!("{}/v1/topics/{topic}/events", env.base);
     let response = env.http.post(&url).header("traceparent", &incoming).json(&order("t-2")).send().await?;
