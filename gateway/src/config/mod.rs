@@ -56,7 +56,7 @@ pub struct Config {
 }
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// The collector's OTLP/HTTP traces URL, e.g. `http://otel-collector:4318/v1/traces`.
@@ -69,6 +69,18 @@ pub struct TelemetryConfig {
     /// Share of new traces recorded (0.0–1.0); a caller's sampling decision is followed.
     /// Default 1.0.
     pub sample_ratio: f64,
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    /// Header values are often API keys: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("otlp_headers", &self.otlp_headers.keys().collect::<Vec<_>>())
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {
