@@ -49,8 +49,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Kafka {
     bootstrap: String,
-    /// The SASL listener of a broker from [`Kafka::start_with_sasl`].
-    sasl_bootstrap: Option<String>,
+    /// The second listener of a broker from [`Kafka::start_with_sasl`] or
+    /// [`Kafka::start_with_tls`].
+    secured_bootstrap: Option<String>,
     /// `None` for a broker that the harness did not start
     /// (`SLUICE_TEST_KAFKA`).
     broker: Option<Broker>,
@@ -83,28 +84,35 @@ impl Kafka {
     /// # }
     /// ```
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_inner(false).await
+        Self::start_inner(Secured::None).await
     }
 
     /// Like [`Kafka::start`], with a second listener, `SASL_PLAINTEXT` at
-    /// [`Kafka::sasl_bootstrap_servers`], that takes the users of [`SASL_USERS`]: `PLAIN` for
+    /// [`Kafka::secured_bootstrap_servers`], that takes the users of [`SASL_USERS`]: `PLAIN` for
     /// the first, `SCRAM-SHA-256` for the second. The plain listener stays for the harness.
     pub async fn start_with_sasl() -> anyhow::Result<Self> {
-        Self::start_inner(true).await
+        Self::start_inner(Secured::Sasl).await
     }
 
-    async fn start_inner(sasl: bool) -> anyhow::Result<Self> {
+    /// Like [`Kafka::start`], with a second listener, `SSL` on `localhost` at
+    /// [`Kafka::secured_bootstrap_servers`], serving the key and certificate chain in the PEM
+    /// file `keystore` (unencrypted PKCS#8 key first).
+    pub async fn start_with_tls(keystore: &Path) -> anyhow::Result<Self> {
+        Self::start_inner(Secured::Tls(keystore.to_owned())).await
+    }
+
+    async fn start_inner(secured: Secured) -> anyhow::Result<Self> {
         let started = Instant::now();
         let lib = tokio::task::spawn_blocking(assemble).await??;
         let dir = process::scratch_dir("kafka")?;
-        let [port, controller_port, sasl_port] = process::free_ports()?;
-        let sasl_port = sasl.then_some(sasl_port);
+        let [port, controller_port, secured_port] = process::free_ports()?;
         let cluster_id = new_cluster_id();
         let data = dir.path().join("data");
         std::fs::write(
             dir.path().join("server.properties"),
-            server_properties(port, controller_port, sasl_port, &data),
+            server_properties(port, controller_port, (secured_port, &secured), &data),
         )?;
+        let sasl = matches!(secured, Secured::Sasl);
         std::fs::write(dir.path().join("log4j2.properties"), LOG4J2_PROPERTIES)?;
 
         let mut format = java(&lib, dir.path(), "kafka.tools.StorageTool");
@@ -124,8 +132,12 @@ impl Kafka {
             started.elapsed(),
             broker.log_path().display()
         );
-        let sasl_bootstrap = sasl_port.map(|p| format!("127.0.0.1:{p}"));
-        Ok(Self { bootstrap, sasl_bootstrap, broker: Some(broker) })
+        let secured_bootstrap = match secured {
+            Secured::None => None,
+            Secured::Sasl => Some(format!("127.0.0.1:{secured_port}")),
+            Secured::Tls(_) => Some(format!("localhost:{secured_port}")),
+        };
+        Ok(Self { bootstrap, secured_bootstrap, broker: Some(broker) })
     }
 
     /// The broker of this test process, started on first use; or the one at
@@ -153,7 +165,7 @@ impl Kafka {
         tokio::task::spawn_blocking(move || check_metadata(&probe, None))
             .await?
             .with_context(|| format!("SLUICE_TEST_KAFKA={bootstrap} does not answer"))?;
-        Ok(Self { bootstrap, sasl_bootstrap: None, broker: None })
+        Ok(Self { bootstrap, secured_bootstrap: None, broker: None })
     }
 
     /// The `bootstrap.servers` value for clients.
@@ -161,9 +173,10 @@ impl Kafka {
         self.bootstrap.clone()
     }
 
-    /// The SASL listener's `bootstrap.servers`, for a broker from [`Kafka::start_with_sasl`].
-    pub fn sasl_bootstrap_servers(&self) -> Option<String> {
-        self.sasl_bootstrap.clone()
+    /// The second listener's `bootstrap.servers`, for a broker from [`Kafka::start_with_sasl`]
+    /// or [`Kafka::start_with_tls`].
+    pub fn secured_bootstrap_servers(&self) -> Option<String> {
+        self.secured_bootstrap.clone()
     }
 
     /// Where the broker's stdout and stderr go; `None` for an external one.
@@ -294,22 +307,36 @@ fn new_cluster_id() -> String {
 /// `SCRAM-SHA-256`.
 pub const SASL_USERS: [(&str, &str); 2] = [("sluice-plain", "plain-secret"), ("sluice-scram", "scram-secret")];
 
-fn server_properties(port: u16, controller_port: u16, sasl_port: Option<u16>, data: &Path) -> String {
-    let (listener, protocols) = match sasl_port {
-        None => (String::new(), ""),
-        Some(sasl) => (format!(",SASL_PLAINTEXT://127.0.0.1:{sasl}"), ",SASL_PLAINTEXT:SASL_PLAINTEXT"),
-    };
-    let sasl = if sasl_port.is_some() {
-        let (user, password) = SASL_USERS[0];
-        format!(
-            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n\
-             listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
-             required user_{user}=\"{password}\";\n\
-             listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=\
-             org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
-        )
-    } else {
-        String::new()
+/// The listener a broker has beside its plain one.
+enum Secured {
+    None,
+    Sasl,
+    /// `SSL`, with this PEM keystore.
+    Tls(PathBuf),
+}
+
+fn server_properties(port: u16, controller_port: u16, secured: (u16, &Secured), data: &Path) -> String {
+    let (listener, protocols, settings) = match secured {
+        (_, Secured::None) => (String::new(), "", String::new()),
+        (sasl, Secured::Sasl) => {
+            let (user, password) = SASL_USERS[0];
+            (
+                format!(",SASL_PLAINTEXT://127.0.0.1:{sasl}"),
+                ",SASL_PLAINTEXT:SASL_PLAINTEXT",
+                format!(
+                    "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n\
+                     listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+                     org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";\n\
+                     listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=\
+                     org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+                ),
+            )
+        }
+        (tls, Secured::Tls(keystore)) => (
+            format!(",SSL://localhost:{tls}"),
+            ",SSL:SSL",
+            format!("ssl.keystore.type=PEM\nssl.keystore.location={}\n", keystore.display()),
+        ),
     };
     format!(
         "\
@@ -321,7 +348,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{protocols}
-{sasl}log.dirs={data}
+{settings}log.dirs={data}
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1

@@ -42,9 +42,9 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
-/// Whether the brokers take Sluice's credentials: `Err` only when Kafka refused them (a
-/// configuration mistake, so the gateway should not start), not when it could not be reached
-/// (an outage the gateway rides out with 503s).
+/// Whether the brokers take Sluice's credentials and Sluice trusts the brokers: `Err` only when
+/// SASL authentication or the TLS handshake failed (a configuration mistake, so the gateway
+/// should not start), not when they could not be reached (an outage ridden out with 503s).
 pub async fn check_credentials(kafka: &KafkaConfig) -> Result<(), String> {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseProducer, Producer as _};
@@ -56,7 +56,11 @@ pub async fn check_credentials(kafka: &KafkaConfig) -> Result<(), String> {
         fn error(&self, error: KafkaError, reason: &str) {
             if matches!(
                 error.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+                Some(
+                    RDKafkaErrorCode::Authentication
+                        | RDKafkaErrorCode::SaslAuthenticationFailed
+                        | RDKafkaErrorCode::SSL
+                )
             ) {
                 self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(reason.to_owned());
             }
@@ -80,7 +84,7 @@ pub async fn check_credentials(kafka: &KafkaConfig) -> Result<(), String> {
         client.poll(std::time::Duration::from_millis(100));
         let refusals = client.context().0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         match refusals.first() {
-            Some(reason) => Err(format!("Kafka refused the credentials in [kafka.sasl]/[kafka.tls]: {reason}")),
+            Some(reason) => Err(format!("cannot authenticate with Kafka ([kafka] security settings): {reason}")),
             None => Ok(()),
         }
     })
