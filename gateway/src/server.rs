@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::config::ListenerTlsConfig;
 use crate::deliver::Deliveries;
 use crate::deliver::guard::{Guard, GuardedResolver};
+use crate::deliver::seal::Sealer;
 use crate::deliver::worker::Deps;
 use crate::http::{AppState, app};
 use crate::kafka::client_config;
@@ -302,6 +303,7 @@ async fn start_deliveries(
         http,
         max_buffered: config.delivery.max_buffered_records,
         tracing: tracing.clone(),
+        sealer: Arc::new(Sealer::new(&config.delivery.secrets_keys).map_err(|e| anyhow::anyhow!("[delivery] {e}"))?),
     };
     Ok(Deliveries::start(log, config.subscriptions.clone(), deps, guard).await)
 }

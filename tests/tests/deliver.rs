@@ -628,3 +628,52 @@ async fn api_subscriptions_survive_restarts_replay_exact_ranges_and_redrive_dead
     s.env.gateway.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_subscription_secrets_are_encrypted_in_the_store_and_still_sign() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let topic = unique_name("sealed");
+    let dlq = format!("{topic}-dlq");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    Kafka::shared().create_topic(&dlq, 1, &[]).await?;
+    let (subscriptions, registry) = (unique_name("_subscriptions"), unique_name("_schemas"));
+    let keys = format!("secrets_keys = [\"{key}\"]");
+    let env = gateway(&topic, &subscriptions, &registry, &keys).await?;
+    env.register(&format!("{topic}-value"), "AVRO", ORDER_PLACED).await?;
+    let s = Setup { env, topic, dlq, receiver: Receiver::start().await? };
+    let (status, body) = s.subscribe("sealed", "sealed", json!({})).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    s.produce(&[order("k-1")]).await?;
+    let received = s.receiver.wait_until("sealed", WAIT, |r| !r.is_empty()).await;
+    assert_eq!(verify_signatures(&received).await?, 1, "signed with the secret as given");
+
+    // The store holds the secret sealed: not the secret, not its key bytes.
+    let records = consume_all(&s.env.bootstrap, &subscriptions, 2, WAIT).await?;
+    let stored: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            use rdkafka::Message as _;
+            r.payload().map(|p| String::from_utf8_lossy(p).into_owned())
+        })
+        .filter(|text| text.contains("\"secrets\""))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let secret_key = SECRET.trim_start_matches("whsec_");
+    assert!(!stored[0].contains(secret_key) && stored[0].contains("sealed:v1:"), "{}", stored[0]);
+
+    // A replica without the key does not deliver with secrets it cannot read.
+    let Setup { env, topic, dlq, receiver } = s;
+    env.gateway.stop().await?;
+    let env = gateway(&topic, &subscriptions, &registry, "").await?;
+    let listed: Value = env.http.get(format!("{}/v1/subscriptions", env.base)).send().await?.json().await?;
+    assert_eq!(listed["subscriptions"], json!([]), "{listed}");
+    env.gateway.stop().await?;
+    // With the key back, it is served again.
+    let env = gateway(&topic, &subscriptions, &registry, &keys).await?;
+    let s = Setup { env, topic, dlq, receiver };
+    s.produce(&[order("k-2")]).await?;
+    let received = s.receiver.wait_until("sealed", WAIT, |r| r.len() >= 2).await;
+    assert_eq!(verify_signatures(&received).await?, 2);
+    Ok(())
+}

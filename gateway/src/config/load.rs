@@ -470,6 +470,7 @@ mod tests {
                 "CHECKOUT_KEY_SHA256" => "0000000000000000000000000000000000000000000000000000000000000000",
                 "OTLP_ENDPOINT" => "http://otel-collector:4318/v1/traces",
                 "SLUICE_ADMIN_TOKEN" => "change-me-to-at-least-32-random-characters",
+                "SLUICE_SECRETS_KEY" => "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
                 _ => return None,
             };
             Some(value.to_owned())

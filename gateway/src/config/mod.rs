@@ -167,7 +167,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[delivery]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// The compacted topic holding API-created subscriptions and every subscription's state.
@@ -182,6 +182,22 @@ pub struct DeliveryConfig {
     /// stops taking more from Kafka (and pauses fetching if the subscriber stays behind).
     /// Default 10000.
     pub max_buffered_records: usize,
+    /// Keys (base64 of 32 random bytes each) that encrypt the signing secrets of API-created
+    /// subscriptions in `topic`; the first encrypts, all decrypt (rotation). Default none:
+    /// secrets are stored as given.
+    pub secrets_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for DeliveryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryConfig")
+            .field("topic", &self.topic)
+            .field("allow_networks", &self.allow_networks)
+            .field("max_idle_connections_per_host", &self.max_idle_connections_per_host)
+            .field("max_buffered_records", &self.max_buffered_records)
+            .field("secrets_keys", &format_args!("<{} redacted>", self.secrets_keys.len()))
+            .finish()
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -191,6 +207,7 @@ impl Default for DeliveryConfig {
             allow_networks: Vec::new(),
             max_idle_connections_per_host: 256,
             max_buffered_records: 10_000,
+            secrets_keys: Vec::new(),
         }
     }
 }

@@ -297,6 +297,10 @@ pub(super) fn delivery(delivery: &DeliveryConfig, problems: &mut Vec<Problem>) {
     if delivery.max_buffered_records == 0 {
         problems.push(Problem::new("delivery.max_buffered_records", "must be at least 1"));
     }
+    if let Err(why) = crate::deliver::seal::Sealer::new(&delivery.secrets_keys) {
+        // The message names the entry: `secrets_keys[i] …`.
+        problems.push(Problem::new("delivery", why));
+    }
     for (i, network) in delivery.allow_networks.iter().enumerate() {
         if network.parse::<ipnet::IpNet>().is_err() {
             problems.push(Problem::new(

@@ -12,6 +12,7 @@
 //! subscriptions are created, paused, resumed, replayed, disabled or deleted, on any replica.
 
 pub mod guard;
+pub mod seal;
 pub mod sign;
 pub mod spec;
 pub mod store;
@@ -169,7 +170,16 @@ impl Deliveries {
         let mut specs: BTreeMap<String, (SubscriptionSpec, &'static str)> =
             self.declared.iter().map(|(n, s)| (n.clone(), (s.clone(), "config"))).collect();
         for (name, spec) in &state.created {
-            specs.entry(name.clone()).or_insert_with(|| (spec.clone(), "api"));
+            if specs.contains_key(name) {
+                continue;
+            }
+            match self.deps.sealer.open(name, &spec.secrets) {
+                Ok(secrets) => {
+                    specs.insert(name.clone(), (SubscriptionSpec { secrets, ..spec.clone() }, "api"));
+                }
+                // Not delivered unsigned, and not shown as if it worked: said loudly instead.
+                Err(error) => tracing::error!(subscription = %name, error, "cannot use this subscription"),
+            }
         }
         specs
     }
@@ -250,10 +260,9 @@ impl Deliveries {
         let start = spec.start_position().map_err(SubscriptionError::BadRequest)?;
         // A subscription starting at a time starts paused, gets its offsets, then runs.
         let first = if matches!(start, Start::Time(_)) { RunState::Paused } else { RunState::Active };
-        let stored = record(
-            &Key::Subscription { name: name.clone() },
-            Some(&StoredSpec { spec: &spec, secrets: &spec.secrets }),
-        )?;
+        let sealed = self.deps.sealer.seal(&name, &spec.secrets).map_err(SubscriptionError::Unavailable)?;
+        let stored =
+            record(&Key::Subscription { name: name.clone() }, Some(&StoredSpec { spec: &spec, secrets: &sealed }))?;
         let state = record(
             &Key::State { name: name.clone() },
             Some(&StateRecord { state: first, reason: None, generation: 0 }),

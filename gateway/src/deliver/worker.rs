@@ -61,6 +61,8 @@ pub struct Deps {
     pub max_buffered: usize,
     /// Spans for delivery attempts, and the trace context passed to subscribers.
     pub tracing: trace::Tracing,
+    /// Encrypts the signing secrets of API-created subscriptions in the store.
+    pub sealer: Arc<super::seal::Sealer>,
 }
 
 /// Counters and the last error, for the status API.
