@@ -11,7 +11,6 @@ mod support;
 
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 use sluice_tests::{Kafka, SASL_USERS, unique_name};
 use support::{Env, RegistryKind, order, record_count, route};
@@ -59,18 +58,8 @@ async fn the_gateway_produces_through_sasl_plain_and_scram() -> anyhow::Result<(
 
 /// A CA (PEM) and a keystore for `localhost` signed by it (key, then certificate).
 fn broker_certificate() -> anyhow::Result<(String, String)> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Names of their own: OpenSSL takes a leaf whose subject is its issuer's for self-signed.
-    ca.distinguished_name.push(DnType::CommonName, "Sluice test CA");
-    let ca_pem = ca.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
-    let leaf = leaf.signed_by(&key, &issuer)?;
-    Ok((ca_pem, format!("{}{}", key.serialize_pem(), leaf.pem())))
+    let (ca, leaf, key) = support::certificates(&["localhost"])?;
+    Ok((ca, format!("{key}{leaf}")))
 }
 
 #[tokio::test(flavor = "multi_thread")]

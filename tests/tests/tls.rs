@@ -7,23 +7,11 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 use sluice_tests::{Kafka, unique_name};
 use support::{Env, RegistryKind, order, route};
 
-/// A CA, and a leaf for `localhost`/`127.0.0.1` signed by it: `(ca PEM, leaf PEM, leaf key PEM)`.
-fn certificates() -> anyhow::Result<(String, String, String)> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate()?;
-    let leaf =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?.signed_by(&leaf_key, &issuer)?;
-    Ok((ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem()))
-}
+const NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
 fn client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
@@ -48,7 +36,7 @@ async fn https_serves_a_generated_certificate_and_picks_up_a_renewed_one() -> an
     let topic = unique_name("https");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let dir = tempfile::tempdir()?;
-    let (first_ca, first_cert, first_key) = certificates()?;
+    let (first_ca, first_cert, first_key) = support::certificates(&NAMES)?;
     write(dir.path(), &first_cert, &first_key)?;
     let config = format!(
         "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nreload_interval_s = 1\n{}",
@@ -70,7 +58,7 @@ async fn https_serves_a_generated_certificate_and_picks_up_a_renewed_one() -> an
     assert!(plain.map_or(true, |r| r.status() != StatusCode::OK), "plain HTTP answered on the HTTPS listener");
 
     // A renewed certificate from another CA: new connections get it, without a restart.
-    let (second_ca, second_cert, second_key) = certificates()?;
+    let (second_ca, second_cert, second_key) = support::certificates(&NAMES)?;
     write(dir.path(), &second_cert, &second_key)?;
     let trusting_second = client(&second_ca)?;
     let deadline = Instant::now() + Duration::from_secs(30);

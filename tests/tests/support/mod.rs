@@ -247,3 +247,21 @@ pub fn route(name: &str, format: &str, key: Option<&str>) -> String {
     let key = key.map(|k| format!("key = \"{k}\"\n")).unwrap_or_default();
     format!("[[topics]]\nname = \"{name}\"\nformat = \"{format}\"\n{key}")
 }
+
+/// A fresh CA and a leaf certificate for `names` signed by it: `(CA PEM, leaf PEM, leaf key
+/// PEM)` (the key is unencrypted PKCS#8). Each has a name of its own: OpenSSL takes a leaf whose
+/// subject equals its issuer's for self-signed.
+pub fn certificates(names: &[&str]) -> anyhow::Result<(String, String, String)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Sluice test CA");
+    let ca_pem = ca.self_signed(&ca_key)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    leaf.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+    let leaf_pem = leaf.signed_by(&key, &issuer)?.pem();
+    Ok((ca_pem, leaf_pem, key.serialize_pem()))
+}
