@@ -15,6 +15,18 @@ use reqwest::StatusCode;
 use sluice_tests::{Kafka, SASL_USERS, unique_name};
 use support::{Env, RegistryKind, order, record_count, route};
 
+/// Starts a gateway that must refuse to start, within a bound; its error, lower-cased.
+async fn refused_start(bootstrap: &str, topic: &str, kafka_section: &str) -> String {
+    let started = tokio::time::timeout(
+        Duration::from_secs(120),
+        Env::start_on(RegistryKind::Embedded, bootstrap, &route(topic, "json", None), kafka_section, None),
+    )
+    .await
+    .expect("a gateway that cannot use Kafka's security settings gives up instead of hanging");
+    let error = started.err().expect("such a gateway must not start");
+    format!("{error:#}").to_lowercase()
+}
+
 fn sasl_section(mechanism: &str, user: &str, password: &str) -> String {
     format!(
         "security_protocol = \"sasl_plaintext\"\n\
@@ -44,14 +56,8 @@ async fn the_gateway_produces_through_sasl_plain_and_scram() -> anyhow::Result<(
 
     // A wrong password does not get a gateway that pretends to work.
     let section = sasl_section("SCRAM-SHA-256", SASL_USERS[1].0, "not-the-password");
-    let started = tokio::time::timeout(
-        Duration::from_secs(120),
-        Env::start_on(RegistryKind::Embedded, &sasl, &route(&topic, "json", None), &section, None),
-    )
-    .await
-    .expect("a gateway with wrong credentials gives up instead of hanging");
-    let error = started.err().expect("wrong credentials must not start a gateway");
-    assert!(format!("{error:#}").to_lowercase().contains("auth"), "{error:#}");
+    let error = refused_start(&sasl, &topic, &section).await;
+    assert!(error.contains("auth"), "{error}");
     assert_eq!(record_count(&kafka.bootstrap_servers(), &topic).await?, 2);
     Ok(())
 }
@@ -90,14 +96,8 @@ async fn the_gateway_produces_over_tls_and_verifies_the_broker() -> anyhow::Resu
     assert_eq!(record_count(&kafka.bootstrap_servers(), &topic).await?, 1);
 
     // Trusting another CA, the gateway does not talk to this broker.
-    let started = tokio::time::timeout(
-        Duration::from_secs(120),
-        Env::start_on(RegistryKind::Embedded, &tls, &route(&topic, "json", None), &section("other-ca.pem"), None),
-    )
-    .await
-    .expect("a gateway that cannot verify the broker gives up instead of hanging");
-    let error = started.err().expect("an unverified broker must not get a working gateway");
-    assert!(format!("{error:#}").to_lowercase().contains("certificate"), "{error:#}");
+    let error = refused_start(&tls, &topic, &section("other-ca.pem")).await;
+    assert!(error.contains("certificate"), "{error}");
     assert_eq!(record_count(&kafka.bootstrap_servers(), &topic).await?, 1);
     Ok(())
 }
