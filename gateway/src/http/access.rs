@@ -47,6 +47,8 @@ pub struct Limits {
     /// Keys with a rate of their own.
     own: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     checks: std::sync::atomic::AtomicU64,
+    /// Made once: a quanta clock calibrates itself when created, far too slow per request.
+    clock: DefaultClock,
 }
 
 fn quota(per_second: u32) -> Option<Quota> {
@@ -62,14 +64,16 @@ impl Limits {
             per_key: quota(config.per_key_requests_per_second).map(RateLimiter::keyed),
             own: Mutex::default(),
             checks: std::sync::atomic::AtomicU64::new(0),
+            clock: DefaultClock::default(),
         }
     }
 
     /// `Err` is the wait before a request would be allowed.
     fn admit(&self, principal: &Principal) -> Result<(), (Duration, &'static str)> {
-        let now = DefaultClock::default().now();
+        // The time is only needed to say how long to wait.
+        let wait = |later: governor::NotUntil<_>, whose| (later.wait_time_from(self.clock.now()), whose);
         if let Some(global) = &self.global {
-            global.check().map_err(|later| (later.wait_time_from(now), "the gateway's"))?;
+            global.check().map_err(|later| wait(later, "the gateway's"))?;
         }
         if let Some(rate) = principal.requests_per_second {
             let limiter = {
@@ -80,13 +84,13 @@ impl Limits {
                     })
                     .clone()
             };
-            return limiter.check().map_err(|later| (later.wait_time_from(now), "this key's"));
+            return limiter.check().map_err(|later| wait(later, "this key's"));
         }
         if let Some(per_key) = &self.per_key {
             if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(FORGET_EVERY) {
                 per_key.retain_recent();
             }
-            per_key.check_key(&principal.name).map_err(|later| (later.wait_time_from(now), "this key's"))?;
+            per_key.check_key(&principal.name).map_err(|later| wait(later, "this key's"))?;
         }
         Ok(())
     }
