@@ -322,9 +322,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev { listen } => {
             let dev = sluice::dev::start(listen).await?;
             let addr = dev.gateway.addr();
-            #[allow(clippy::print_stdout)] // the banner is the point of this command
             {
-                println!(
+                use std::io::Write as _;
+                // A closed stdout (`sluice dev | head`) must not stop the gateway: println! would
+                // panic on the broken pipe, so the banner is written and its error ignored.
+                let _ = writeln!(
+                    std::io::stdout().lock(),
                     "\nSluice dev mode on http://{addr}\n\
                      Kafka: in-memory (librdkafka mock cluster) — events live in this process only.\n\
                      Route: POST /v1/topics/{topic}/events (Avro, keyed by /order_id)\n\
