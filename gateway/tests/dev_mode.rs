@@ -7,6 +7,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sluice_tests::readme_block;
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -14,15 +16,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The shell command in the fenced block after `<!-- readme-test: NAME -->`.
-fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
-    let body = &after[after.find("```sh\n").expect("a sh block") + 6..];
-    body[..body.find("```").expect("block end")].to_owned()
 }
 
 #[test]

@@ -3,14 +3,7 @@
 
 use std::process::Command;
 
-/// The shell commands in the fenced block after `<!-- readme-test: NAME -->`.
-fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
-    let body = &after[after.find("```sh\n").expect("a sh block") + 6..];
-    body[..body.find("```").expect("block end")].to_owned()
-}
+use sluice_tests::readme_block;
 
 #[test]
 fn the_readme_plugin_walkthrough_works() {

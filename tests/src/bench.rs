@@ -76,3 +76,18 @@ pub fn raw_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
         .set("queue.buffering.max.messages", "200000")
         .create()?)
 }
+
+/// Registers [`SCHEMA`] for `topic` (subject `{topic}-value`) in the gateway's embedded registry
+/// at `base`; returns its id.
+pub async fn register_schema(http: &reqwest::Client, base: &str, topic: &str) -> anyhow::Result<u32> {
+    let registered: Value = http
+        .post(format!("{base}/registry/subjects/{topic}-value/versions"))
+        .body(json!({ "schema": SCHEMA }).to_string())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = registered["id"].as_u64().ok_or_else(|| anyhow::anyhow!("no schema id in {registered}"))?;
+    Ok(u32::try_from(id)?)
+}

@@ -52,6 +52,19 @@ pub use kafka::{Kafka, SASL_USERS, consume_all};
 pub use plugins::plugin_wasm;
 pub use python::python;
 
+/// The shell commands in README.md's fenced block after `<!-- readme-test: NAME -->`, so tests
+/// run the README's examples as written.
+///
+/// # Panics
+/// If the README or the block is missing: the test's premise.
+pub fn readme_block(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let marker = format!("<!-- readme-test: {name} -->");
+    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
+    let body = &after[after.find("```sh\n").expect("a sh block") + 6..];
+    body[..body.find("```").expect("block end")].to_owned()
+}
+
 /// A name no other test has used, for topics and subjects on a shared
 /// broker or registry: `<prefix>-<32 hex digits>`.
 pub fn unique_name(prefix: &str) -> String {

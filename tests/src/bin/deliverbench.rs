@@ -34,7 +34,7 @@ use futures::stream::FuturesUnordered;
 use rdkafka::producer::FutureRecord;
 use serde_json::{Value, json};
 use sluice::codec::{Codec, SchemaType};
-use sluice_tests::bench::{SCHEMA, event, raw_producer, with_broker};
+use sluice_tests::bench::{self, SCHEMA, event, raw_producer, with_broker};
 use sluice_tests::{Kafka, unique_name};
 
 // The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
@@ -158,14 +158,7 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let gateway = server.spawn(sluice::Gateway::start(config)).await??;
     let base = format!("http://{}", gateway.addr());
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-    let registered: Value = http
-        .post(format!("{base}/registry/subjects/{topic}-value/versions"))
-        .body(json!({ "schema": SCHEMA }).to_string())
-        .send()
-        .await?
-        .json()
-        .await?;
-    let schema_id = u32::try_from(registered["id"].as_u64().context("schema id")?)?;
+    let schema_id = bench::register_schema(&http, &base, &topic).await?;
     eprintln!("gateway at {base}, receiver at {receiver}");
 
     let events: Vec<Value> = (0..args.events).map(event).collect();

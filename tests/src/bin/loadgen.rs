@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -26,7 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice::codec::Codec;
 use sluice::codec::SchemaType;
-use sluice_tests::bench::{SCHEMA, event, raw_producer, with_broker};
+use sluice_tests::bench::{self, SCHEMA, event, raw_producer, with_broker};
 use sluice_tests::{Kafka, unique_name};
 
 // The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
@@ -101,19 +101,8 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let gateway = server.spawn(sluice::Gateway::start(config)).await??;
     let base = format!("http://{}", gateway.addr());
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-    let registered: Value = http
-        .post(format!("{base}/registry/subjects/{gateway_topic}-value/versions"))
-        .body(json!({ "schema": SCHEMA }).to_string())
-        .send()
-        .await?
-        .json()
-        .await?;
-    let schema_id = u32::try_from(registered["id"].as_u64().context("schema id")?)?;
-    http.post(format!("{base}/registry/subjects/{plugin_topic}-value/versions"))
-        .body(json!({ "schema": SCHEMA }).to_string())
-        .send()
-        .await?
-        .error_for_status()?;
+    let schema_id = bench::register_schema(&http, &base, &gateway_topic).await?;
+    bench::register_schema(&http, &base, &plugin_topic).await?;
 
     let events: Vec<Value> = (0..20_000).map(event).collect();
     let sizes: usize = events.iter().map(|e| e.to_string().len()).sum();
