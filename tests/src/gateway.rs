@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
@@ -12,6 +12,10 @@ use crate::process::{Process, free_ports, scratch_dir};
 
 /// How long a gateway may take to answer `/readyz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often `/readyz` is asked while starting: often enough that
+/// [`GatewayProcess::ready_after`] is the start-up time to within a few milliseconds (a local
+/// request costs microseconds).
+const READY_POLL: Duration = Duration::from_millis(5);
 /// How long a clean shutdown may take before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
@@ -24,6 +28,7 @@ pub struct GatewayProcess {
     log: PathBuf,
     base: String,
     process: Option<Process>,
+    ready_after: Duration,
     _dir: tempfile::TempDir,
 }
 
@@ -43,6 +48,7 @@ impl GatewayProcess {
             log: dir.path().join("sluice.log"),
             base: format!("http://127.0.0.1:{port}"),
             process: None,
+            ready_after: Duration::ZERO,
             _dir: dir,
         };
         gateway.restart().await?;
@@ -68,13 +74,27 @@ impl GatewayProcess {
         if std::env::var_os("SLUICE_LOG").is_none() {
             command.env("SLUICE_LOG", "info,sluice=debug");
         }
-        let mut process = Process::spawn(self.name, command, &self.log)?;
         let (http, url) = (reqwest::Client::new(), format!("{}/readyz", self.base));
+        let started = Instant::now();
+        let mut process = Process::spawn(self.name, command, &self.log)?;
         process
-            .wait_ready(READY_TIMEOUT, async || Ok(http.get(&url).send().await.is_ok_and(|r| r.status().is_success())))
+            .wait_ready(READY_TIMEOUT, READY_POLL, async || {
+                Ok(http.get(&url).send().await.is_ok_and(|r| r.status().is_success()))
+            })
             .await?;
+        self.ready_after = started.elapsed();
         self.process = Some(process);
         Ok(())
+    }
+
+    /// How long its last start took, from spawning the process to its first successful `/readyz`.
+    pub fn ready_after(&self) -> Duration {
+        self.ready_after
+    }
+
+    /// The running process's id (for reading its memory use from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
     }
 
     /// SIGKILL: no shutdown code runs, as when a node dies.

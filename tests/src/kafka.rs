@@ -253,7 +253,7 @@ impl Broker {
         let mut cmd = java(&self.lib, self.dir.path(), "kafka.Kafka");
         cmd.arg("server.properties");
         let process = self.process.insert(Process::spawn("Kafka", cmd, &log)?);
-        process.wait_ready(START_TIMEOUT, async || watcher.seen(READY_LINE)).await?;
+        process.wait_ready(START_TIMEOUT, POLL_INTERVAL, async || watcher.seen(READY_LINE)).await?;
         let (probe, cluster_id) = (bootstrap.to_owned(), self.cluster_id.clone());
         tokio::task::spawn_blocking(move || check_metadata(&probe, Some(&cluster_id)))
             .await?

@@ -126,11 +126,12 @@ impl Process {
         Ok(Self { name, child, log: log.to_owned() })
     }
 
-    /// Polls `probe` until it answers true; fails, quoting the log, if the
-    /// process exits first or `timeout` passes.
+    /// Polls `probe` every `poll` until it answers true; fails, quoting the
+    /// log, if the process exits first or `timeout` passes.
     pub(crate) async fn wait_ready(
         &mut self,
         timeout: Duration,
+        poll: Duration,
         mut probe: impl AsyncFnMut() -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
@@ -144,8 +145,13 @@ impl Process {
             if Instant::now() >= deadline {
                 return Err(self.failure(format_args!("was not ready after {timeout:?}")));
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(poll).await;
         }
+    }
+
+    /// The operating system's process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Asks for a clean shutdown with SIGTERM, and kills the process if it

@@ -2,30 +2,33 @@
 //! the raw rdkafka producer, on the same broker, in the same run.
 //!
 //! Scenarios, each after a warm-up:
-//! - `gateway-batch`: HTTP requests of 100 events each, from a few concurrent connections;
+//! - `gateway-batch`: HTTP requests of 100 events each, from a few concurrent connections (and
+//!   `gateway-batch-noop-plugin`, the same through a route with the no-op plugin);
 //! - `gateway-single`: one event per request, from many concurrent connections;
 //! - `raw-pipelined`: the raw producer with the gateway's settings (idempotent, `acks=all`, zstd,
 //!   linger 5 ms, murmur2) and pre-encoded Avro records, many in flight: the ceiling;
 //! - `raw-single`: the raw producer, one awaited send per task, as many tasks as `gateway-single`
 //!   has connections: what the gateway's single-event latency is compared with.
 //!
+//! The batch scenarios and the ceiling run in rounds (`--rounds`), back to back within a round,
+//! and the gateway/ceiling ratio is taken per round: the broker's speed moves during a run.
+//!
 //! Run: `cargo run --release -p sluice-tests --bin loadgen -- --seconds 20`. Without
 //! `--bootstrap` it starts its own broker with the test harness. The gateway runs in this process
 //! on its own runtime; everything shares the machine, as it would on a small node.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Parser;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
-use hdrhistogram::Histogram;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice::codec::Codec;
 use sluice::codec::SchemaType;
+use sluice_tests::bench::load::{Clock, Outcome, http_scenario, join_counts, new_histogram, outcome, record};
 use sluice_tests::bench::{self, SCHEMA, event, raw_producer, with_broker};
 use sluice_tests::{Kafka, unique_name};
 
@@ -47,10 +50,12 @@ struct Args {
     /// Use this broker instead of starting one.
     #[arg(long, env = "SLUICE_TEST_KAFKA")]
     bootstrap: Option<String>,
-    /// Run the batch scenario with and without the no-op plugin this many times, alternating
-    /// (their ratio moves with the broker's state; alternating evens that out).
-    #[arg(long, default_value_t = 2)]
-    plugin_rounds: usize,
+    /// Rounds of the batch scenarios: each runs the gateway without and with the no-op plugin,
+    /// then the raw producer's ceiling, back to back. Ratios are taken within a round (the
+    /// broker's state moves between rounds: a fresh broker is still warming up in the first),
+    /// and their median reported.
+    #[arg(long, alias = "plugin-rounds", default_value_t = 3)]
+    rounds: usize,
     /// Write the results as JSON here as well.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -58,16 +63,6 @@ struct Args {
 
 const BATCH: usize = 100;
 const PARTITIONS: i32 = 3;
-
-#[derive(Debug)]
-struct Outcome {
-    name: &'static str,
-    events_per_sec: f64,
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -128,7 +123,8 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let url = format!("{base}/v1/topics/{gateway_topic}/events");
     let mut outcomes = Vec::new();
     let plugin_url = format!("{base}/v1/topics/{plugin_topic}/events");
-    for _ in 0..args.plugin_rounds.max(1) {
+    let producer = raw_producer(&bootstrap)?;
+    for _ in 0..args.rounds.max(1) {
         outcomes.push(
             http_scenario("gateway-batch", &http, &url, batches.clone(), BATCH, args.batch_connections, measure)
                 .await?,
@@ -145,10 +141,9 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
             )
             .await?,
         );
+        outcomes.push(raw_pipelined(&producer, &raw_topic, records.clone(), measure).await?);
     }
     outcomes.push(http_scenario("gateway-single", &http, &url, singles, 1, args.single_connections, measure).await?);
-    let producer = raw_producer(&bootstrap)?;
-    outcomes.push(raw_pipelined(&producer, &raw_topic, records.clone(), measure).await?);
     outcomes.push(raw_single(&producer, &raw_topic, records, args.single_connections, measure).await?);
 
     server.spawn(gateway.stop()).await??;
@@ -165,46 +160,6 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
         bail!("some requests failed; the figures are not comparable");
     }
     Ok(())
-}
-
-/// Runs `connections` loops, each sending a body and awaiting its answer, for warm-up + `measure`.
-async fn http_scenario(
-    name: &'static str,
-    http: &reqwest::Client,
-    url: &str,
-    bodies: Arc<Vec<String>>,
-    events_per_body: usize,
-    connections: usize,
-    measure: Duration,
-) -> anyhow::Result<Outcome> {
-    let clock = Clock::start(measure);
-    let tasks: Vec<_> = (0..connections)
-        .map(|worker| {
-            let (http, url, bodies, clock) = (http.clone(), url.to_owned(), bodies.clone(), clock.clone());
-            tokio::spawn(async move {
-                let mut latencies = new_histogram();
-                let (mut requests, mut errors) = (0u64, 0u64);
-                let mut i = worker * 7919;
-                while !clock.finished() {
-                    let body = bodies[i % bodies.len()].clone();
-                    i += connections;
-                    let started = Instant::now();
-                    let ok = match http.post(&url).header("content-type", "application/json").body(body).send().await {
-                        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    if clock.measuring(started) {
-                        requests += 1;
-                        errors += u64::from(!ok);
-                        record(&mut latencies, started.elapsed());
-                    }
-                }
-                (latencies, requests, errors)
-            })
-        })
-        .collect();
-    let (latencies, requests, errors) = join_counts(tasks).await?;
-    Ok(outcome(name, &latencies, requests, requests * events_per_body as u64, errors, measure))
 }
 
 /// The ceiling: pre-encoded records, up to 20000 in flight.
@@ -281,79 +236,6 @@ async fn raw_single(
     Ok(outcome("raw-single", &latencies, sent, sent, errors, measure))
 }
 
-/// Warm-up, then a measured window; a sample counts if it started inside the window.
-#[derive(Clone)]
-struct Clock {
-    measure_from: Instant,
-    end: Instant,
-    done: Arc<AtomicBool>,
-}
-
-impl Clock {
-    fn start(measure: Duration) -> Self {
-        let measure_from = Instant::now() + measure / 5;
-        Self { measure_from, end: measure_from + measure, done: Arc::default() }
-    }
-
-    fn finished(&self) -> bool {
-        if self.done.load(Ordering::Relaxed) {
-            return true;
-        }
-        let over = Instant::now() >= self.end;
-        if over {
-            self.done.store(true, Ordering::Relaxed);
-        }
-        over
-    }
-
-    fn measuring(&self, started: Instant) -> bool {
-        started >= self.measure_from && started < self.end
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
-    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
-    histogram.saturating_record(micros);
-}
-
-async fn join_counts(
-    tasks: Vec<tokio::task::JoinHandle<(Histogram<u64>, u64, u64)>>,
-) -> anyhow::Result<(Histogram<u64>, u64, u64)> {
-    let mut total = new_histogram();
-    let (mut count, mut errors) = (0, 0);
-    for task in tasks {
-        let (histogram, n, e) = task.await?;
-        total.add(histogram)?;
-        count += n;
-        errors += e;
-    }
-    Ok((total, count, errors))
-}
-
-fn outcome(
-    name: &'static str,
-    latencies: &Histogram<u64>,
-    requests: u64,
-    events: u64,
-    errors: u64,
-    measure: Duration,
-) -> Outcome {
-    let seconds = measure.as_secs_f64();
-    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-    Outcome {
-        name,
-        events_per_sec: events as f64 / seconds,
-        requests_per_sec: requests as f64 / seconds,
-        p50_ms: latencies.value_at_quantile(0.50) as f64 / 1000.0,
-        p99_ms: latencies.value_at_quantile(0.99) as f64 / 1000.0,
-        errors,
-    }
-}
-
 #[allow(clippy::print_stdout)] // the report is the output
 fn print_report(args: &Args, outcomes: &[Outcome]) {
     println!("| scenario | concurrency | events/s | requests/s | p50 ms | p99 ms | errors |");
@@ -372,39 +254,21 @@ fn print_report(args: &Args, outcomes: &[Outcome]) {
         );
     }
     let find = |name: &str| outcomes.iter().find(|o| o.name == name);
-    let mean = |name: &str| {
-        let rates: Vec<f64> = outcomes.iter().filter(|o| o.name == name).map(|o| o.events_per_sec).collect();
-        #[allow(clippy::cast_precision_loss)]
-        let n = rates.len() as f64;
-        rates.iter().sum::<f64>() / n
+    let rates = |name: &str| outcomes.iter().filter(|o| o.name == name).map(|o| o.events_per_sec).collect::<Vec<_>>();
+    let (without, with, ceiling) = (rates("gateway-batch"), rates("gateway-batch-noop-plugin"), rates("raw-pipelined"));
+    // Each round's scenarios ran back to back: compare within rounds, then take the median.
+    let per_round = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| {
+        let mut values: Vec<f64> = a.iter().zip(b).map(|(a, b)| f(*a, *b)).collect();
+        values.sort_by(f64::total_cmp);
+        let listed: Vec<String> = values.iter().map(|v| format!("{v:.1}%")).collect();
+        (listed.join(", "), values.get(values.len() / 2).copied().unwrap_or(f64::NAN))
     };
-    if find("gateway-batch-noop-plugin").is_some() {
-        // Each round's pair ran back to back; compare within rounds, then take the median.
-        let without = outcomes.iter().filter(|o| o.name == "gateway-batch");
-        let with = outcomes.iter().filter(|o| o.name == "gateway-batch-noop-plugin");
-        let mut changes: Vec<f64> =
-            without.zip(with).map(|(a, b)| 100.0 * (b.events_per_sec / a.events_per_sec - 1.0)).collect();
-        changes.sort_by(f64::total_cmp);
-        let listed: Vec<String> = changes.iter().map(|c| format!("{c:+.1}%")).collect();
-        println!();
-        println!(
-            "throughput with one no-op plugin, per round: {}; median {:+.1}%",
-            listed.join(", "),
-            changes[changes.len() / 2]
-        );
-    }
-    if let (Some(single), Some(raw), Some(raw_single)) =
-        (find("gateway-single"), find("raw-pipelined"), find("raw-single"))
-    {
-        println!();
-        println!(
-            "gateway-batch / raw-pipelined throughput: {:.0}%",
-            100.0 * mean("gateway-batch") / raw.events_per_sec
-        );
-        println!(
-            "gateway-single / raw-pipelined throughput: {:.0}%",
-            100.0 * single.events_per_sec / raw.events_per_sec
-        );
+    println!();
+    let (listed, median) = per_round(&without, &with, |a, b| 100.0 * (b / a - 1.0));
+    println!("throughput with one no-op plugin vs without, per round: {listed}; median {median:+.1}%");
+    let (listed, median) = per_round(&without, &ceiling, |a, b| 100.0 * a / b);
+    println!("gateway-batch / raw-pipelined throughput, per round: {listed}; median {median:.0}%");
+    if let (Some(single), Some(raw_single)) = (find("gateway-single"), find("raw-single")) {
         println!(
             "gateway-single p99 − raw-single p99: {:+.2} ms (p50 {:+.2} ms)",
             single.p99_ms - raw_single.p99_ms,

@@ -1,6 +1,8 @@
 //! What the benchmark binaries share: the ~300-byte `OrderPlaced` workload and the producer
 //! settings the gateway uses, so that figures from different benchmarks describe the same events.
 
+pub mod load;
+
 use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
