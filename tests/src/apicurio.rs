@@ -85,7 +85,9 @@ impl Apicurio {
         // A fresh registry has no subjects; anything else on this port is
         // not ours.
         process
-            .wait_ready(START_TIMEOUT, POLL_INTERVAL, async || Ok(subjects(&client, &ccompat_url).await.as_deref() == Some("[]")))
+            .wait_ready(START_TIMEOUT, POLL_INTERVAL, async || {
+                Ok(subjects(&client, &ccompat_url).await.as_deref() == Some("[]"))
+            })
             .await?;
         eprintln!("sluice-tests: Apicurio at {ccompat_url} ready in {:.1?}, log {}", started.elapsed(), log.display());
         Ok(Self { ccompat_url, server: Some(Server { process: Some(process), dir }) })

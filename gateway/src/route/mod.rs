@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
+use crate::codec::json::{self, Json};
 
 use crate::config::{Ack, Format, OnPluginError, SchemaVersion, TopicConfig, UnknownFields};
 use crate::registry::VersionSpec;
@@ -87,33 +87,29 @@ pub enum KeyError {
 ///
 /// # Examples
 /// ```
-/// use serde_json::json;
+/// use sluice::codec::json::parse;
 /// use sluice::route::extract_key;
-/// assert_eq!(extract_key(&json!({"order": {"id": "o-1"}}), "/order/id").unwrap(), b"o-1");
-/// assert_eq!(extract_key(&json!({"n": 42}), "/n").unwrap(), b"42");
-/// assert!(extract_key(&json!({}), "/n").is_err());
+/// assert_eq!(extract_key(&parse(r#"{"order": {"id": "o-1"}}"#).unwrap(), "/order/id").unwrap(), b"o-1");
+/// assert_eq!(extract_key(&parse(r#"{"n": 42}"#).unwrap(), "/n").unwrap(), b"42");
+/// assert!(extract_key(&parse("{}").unwrap(), "/n").is_err());
 /// ```
-pub fn extract_key(event: &Value, pointer: &str) -> Result<Vec<u8>, KeyError> {
-    match event.pointer(pointer) {
+pub fn extract_key(event: &Json<'_>, pointer: &str) -> Result<Vec<u8>, KeyError> {
+    match json::pointer(event, pointer) {
         None => Err(KeyError::Missing),
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(Value::Number(n)) => Ok(n.to_string().into_bytes()),
-        Some(Value::Null) => Err(KeyError::WrongType("null")),
-        Some(Value::Bool(_)) => Err(KeyError::WrongType("a boolean")),
-        Some(Value::Array(_)) => Err(KeyError::WrongType("an array")),
-        Some(Value::Object(_)) => Err(KeyError::WrongType("an object")),
+        Some(Json::Str(s)) => Ok(s.as_bytes().to_vec()),
+        // serde_json's number text (the key bytes decide the partition; they must not change).
+        Some(Json::Number(n)) => Ok(serde_json::Number::from(*n).to_string().into_bytes()),
+        Some(other) => Err(KeyError::WrongType(json::kind(other))),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
     fn keys_follow_rfc_6901_pointers() {
-        let event = json!({"a/b": {"~c": 7}, "list": ["x", "y"], "flag": true});
+        let event = json::parse(r#"{"a/b": {"~c": 7}, "list": ["x", "y"], "flag": true}"#).unwrap();
         assert_eq!(extract_key(&event, "/a~1b/~0c").unwrap(), b"7");
         assert_eq!(extract_key(&event, "/list/1").unwrap(), b"y");
         assert_eq!(extract_key(&event, "/flag"), Err(KeyError::WrongType("a boolean")));

@@ -219,7 +219,9 @@ async fn produce(bootstrap: &str, topic: &str, schema_id: u32, events: &[Value],
     let producer = raw_producer(bootstrap)?;
     let mut in_flight = FuturesUnordered::new();
     for (i, event) in events.iter().enumerate() {
-        let payload = codec.encode(schema_id, event, "", true).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let payload = codec
+            .encode(schema_id, &sluice::codec::json::Json::from(event), "", true)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let key = format!("customer-{:06}", i % keys.max(1));
         let delivery = producer
             .send_result(FutureRecord::to(topic).key(&key).payload(&payload))

@@ -280,7 +280,7 @@ mod tests {
     fn round_trip(schema: &str, value: Value) -> Value {
         let encoder = AvroEncoder::compile(schema).expect("schema");
         let mut bytes = Vec::new();
-        encoder.encode(&value, true, &mut bytes).expect("encodes");
+        encoder.encode(&crate::codec::json::Json::from(&value), true, &mut bytes).expect("encodes");
         let mut json = Vec::new();
         encoder.decode_to_json(&bytes, &mut json).expect("decodes");
         serde_json::from_slice(&json).expect("JSON")
@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(round_trip(schema, value.clone()), value);
         let encoder = AvroEncoder::compile(schema).unwrap();
         let mut bytes = Vec::new();
-        encoder.encode(&value, true, &mut bytes).unwrap();
+        encoder.encode(&crate::codec::json::Json::from(&value), true, &mut bytes).unwrap();
         let mut json = Vec::new();
         encoder.decode_to_json(&bytes, &mut json).unwrap();
         assert!(json.starts_with(br#"{"z":"#), "schema order, not sorted: {}", String::from_utf8_lossy(&json));

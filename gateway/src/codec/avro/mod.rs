@@ -1,7 +1,8 @@
 //! JSON → Avro binary encoding, straight from the parsed JSON.
 //!
 //! A schema is compiled once (per schema id) into a flat table of [`Node`]s; encoding walks that
-//! table and the `serde_json::Value` together and writes Avro bytes directly. Going through
+//! table and the parsed event ([`Json`], see `codec::json`) together and writes Avro bytes
+//! directly. Going through
 //! `apache_avro::types::Value` and `resolve` first costs about three times as much (see
 //! `../shared/notes/measured-facts.md`), so `apache-avro` is only used to parse and check schemas.
 //!
@@ -25,8 +26,9 @@ pub use decode::DecodeError;
 
 use apache_avro::Schema;
 use apache_avro::schema::{InnerDecimalSchema, RecordSchema, UuidSchema};
-use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
+
+use super::json::{Json, Object, kind, member};
 use time::macros::format_description;
 
 type NodeId = usize;
@@ -209,12 +211,12 @@ impl AvroEncoder {
     ///     r#"{"type":"record","name":"A","fields":[{"name":"n","type":"long"}]}"#,
     /// ).unwrap();
     /// let mut out = Vec::new();
-    /// enc.encode(&serde_json::json!({"n": 1}), true, &mut out).unwrap();
+    /// enc.encode(&sluice::codec::json::parse(r#"{"n": 1}"#).unwrap(), true, &mut out).unwrap();
     /// assert_eq!(out, [2]);
-    /// let err = enc.encode(&serde_json::json!({"n": "x"}), true, &mut out).unwrap_err();
+    /// let err = enc.encode(&sluice::codec::json::parse(r#"{"n": "x"}"#).unwrap(), true, &mut out).unwrap_err();
     /// assert_eq!(err.pointer(), "/n");
     /// ```
-    pub fn encode(&self, value: &Value, reject_unknown: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub fn encode(&self, value: &Json<'_>, reject_unknown: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Encoder { nodes: &self.nodes, reject_unknown }.encode(self.root, value, out)
     }
 }
@@ -335,7 +337,7 @@ impl Compiler {
                 };
                 let mut bytes = Vec::new();
                 Encoder { nodes: &self.nodes, reject_unknown: false }
-                    .encode_default(node, default, &mut bytes)
+                    .encode_default(node, &Json::from(default), &mut bytes)
                     .map_err(|error| CompileError::BadDefault { field: field.name.clone(), error })?;
                 if let Node::Record(r) = &mut self.nodes[id] {
                     r.fields[i].default = Some(bytes);
@@ -353,7 +355,7 @@ struct Encoder<'a> {
 
 impl Encoder<'_> {
     /// Avro defaults for unions always describe the first branch.
-    fn encode_default(&self, id: NodeId, value: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode_default(&self, id: NodeId, value: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match &self.nodes[id] {
             Node::Union(branches) => {
                 let first = *branches.first().ok_or_else(|| EncodeError::new("empty union has no default"))?;
@@ -364,14 +366,14 @@ impl Encoder<'_> {
         }
     }
 
-    fn encode(&self, id: NodeId, value: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(&self, id: NodeId, value: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match &self.nodes[id] {
             Node::Null => match value {
-                Value::Null => Ok(()),
+                Json::Null => Ok(()),
                 other => Err(expected("null", other)),
             },
             Node::Boolean => match value {
-                Value::Bool(b) => {
+                Json::Bool(b) => {
                     out.push(u8::from(*b));
                     Ok(())
                 }
@@ -432,7 +434,7 @@ impl Encoder<'_> {
                 Ok(())
             }
             Node::Array(items) => {
-                let Value::Array(values) = value else { return Err(expected("an array", value)) };
+                let Json::Array(values) = value else { return Err(expected("an array", value)) };
                 if !values.is_empty() {
                     write_long(out, values.len() as i64);
                     for (i, item) in values.iter().enumerate() {
@@ -443,10 +445,10 @@ impl Encoder<'_> {
                 Ok(())
             }
             Node::Map(values) => {
-                let Value::Object(entries) = value else { return Err(expected("an object (map)", value)) };
+                let Json::Object(entries) = value else { return Err(expected("an object (map)", value)) };
                 if !entries.is_empty() {
                     write_long(out, entries.len() as i64);
-                    for (key, item) in entries {
+                    for (key, item) in entries.iter() {
                         write_bytes(out, key.as_bytes());
                         self.encode(*values, item, out).map_err(|e| e.at_key(key))?;
                     }
@@ -455,7 +457,7 @@ impl Encoder<'_> {
                 Ok(())
             }
             Node::Record(record) => {
-                let Value::Object(object) = value else {
+                let Json::Object(object) = value else {
                     return Err(expected(&format!("an object (record '{}')", record.name), value));
                 };
                 self.encode_record(record, object, out)
@@ -463,7 +465,7 @@ impl Encoder<'_> {
             Node::Union(branches) => self.encode_union(branches, value, out),
             Node::Date => {
                 let days = match value {
-                    Value::String(s) => {
+                    Json::Str(s) => {
                         let date = time::Date::parse(s, format_description!("[year]-[month]-[day]"))
                             .map_err(|e| EncodeError::new(format!("'{s}' is not a date (YYYY-MM-DD): {e}")))?;
                         i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY)
@@ -477,7 +479,7 @@ impl Encoder<'_> {
             Node::TimeMillis | Node::TimeMicros => {
                 let micros = matches!(self.nodes[id], Node::TimeMicros);
                 let units = match value {
-                    Value::String(s) => {
+                    Json::Str(s) => {
                         let t = time::Time::parse(
                             s,
                             format_description!("[hour]:[minute]:[second][optional [.[subsecond]]]"),
@@ -500,7 +502,7 @@ impl Encoder<'_> {
             }
             Node::Timestamp(unit) => {
                 let n = match value {
-                    Value::String(s) => {
+                    Json::Str(s) => {
                         let t = time::OffsetDateTime::parse(s, &Rfc3339)
                             .map_err(|e| EncodeError::new(format!("'{s}' is not an RFC 3339 timestamp: {e}")))?;
                         unit.units_from_nanos(t.unix_timestamp_nanos())?
@@ -512,7 +514,7 @@ impl Encoder<'_> {
             }
             Node::LocalTimestamp(unit) => {
                 let n = match value {
-                    Value::String(s) => {
+                    Json::Str(s) => {
                         let t = time::PrimitiveDateTime::parse(
                             s,
                             format_description!(
@@ -545,8 +547,8 @@ impl Encoder<'_> {
             }
             Node::Decimal { precision, scale, fixed } => {
                 let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
+                    Json::Str(s) => s.to_string(),
+                    Json::Number(n) => serde_json::Number::from(*n).to_string(),
                     other => return Err(expected("a decimal (string or number)", other)),
                 };
                 let unscaled = unscaled_decimal(&text, *precision, *scale)?;
@@ -561,15 +563,10 @@ impl Encoder<'_> {
         }
     }
 
-    fn encode_record(
-        &self,
-        record: &Record,
-        object: &Map<String, Value>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), EncodeError> {
+    fn encode_record(&self, record: &Record, object: &Object<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let mut present = 0;
         for field in &record.fields {
-            match object.get(&field.name) {
+            match member(object, &field.name) {
                 Some(value) => {
                     present += 1;
                     self.encode(field.node, value, out).map_err(|e| e.at_key(&field.name))?;
@@ -586,16 +583,17 @@ impl Encoder<'_> {
                 },
             }
         }
+        // More members than fields found: an unknown key (or a repeated one, which is not).
         if self.reject_unknown
             && present < object.len()
-            && let Some(unknown) = object.keys().find(|k| !record.known.contains_key(k.as_str()))
+            && let Some(unknown) = object.keys().find(|k| !record.known.contains_key(*k))
         {
             return Err(EncodeError::new(format!("record '{}' has no field '{unknown}'", record.name)).at_key(unknown));
         }
         Ok(())
     }
 
-    fn encode_union(&self, branches: &[NodeId], value: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode_union(&self, branches: &[NodeId], value: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         let candidates: Vec<(usize, NodeId)> =
             branches.iter().copied().enumerate().filter(|(_, b)| self.accepts_kind(*b, value)).collect();
@@ -611,9 +609,10 @@ impl Encoder<'_> {
             }
         }
         // Avro's own JSON encoding wraps union values: {"string": "x"} or {"com.acme.Type": {...}}.
-        if let Value::Object(object) = value
-            && let [(name, inner)] = object.iter().collect::<Vec<_>>()[..]
-            && let Some(index) = branches.iter().position(|b| self.type_name(*b) == *name)
+        if let Json::Object(object) = value
+            && object.len() == 1
+            && let Some((name, inner)) = object.iter().next()
+            && let Some(index) = branches.iter().position(|b| self.type_name(*b) == name)
         {
             write_long(out, index as i64);
             return self.encode(branches[index], inner, out).map_err(|e| e.at_key(name));
@@ -624,7 +623,7 @@ impl Encoder<'_> {
                 let names: Vec<String> = branches.iter().map(|b| self.type_name(*b)).collect();
                 Err(EncodeError::new(format!(
                     "{} matches none of the union's branches [{}]",
-                    json_kind(value),
+                    kind(value),
                     names.join(", ")
                 )))
             }
@@ -632,11 +631,11 @@ impl Encoder<'_> {
     }
 
     /// Whether a branch could take a value of this JSON type (the cheap pre-filter for unions).
-    fn accepts_kind(&self, id: NodeId, value: &Value) -> bool {
+    fn accepts_kind(&self, id: NodeId, value: &Json<'_>) -> bool {
         matches!(
             (&self.nodes[id], value),
-            (Node::Null, Value::Null)
-                | (Node::Boolean, Value::Bool(_))
+            (Node::Null, Json::Null)
+                | (Node::Boolean, Json::Bool(_))
                 | (
                     Node::Int
                         | Node::Long
@@ -648,7 +647,7 @@ impl Encoder<'_> {
                         | Node::Timestamp(_)
                         | Node::LocalTimestamp(_)
                         | Node::Decimal { .. },
-                    Value::Number(_),
+                    Json::Number(_),
                 )
                 | (
                     Node::String
@@ -663,10 +662,10 @@ impl Encoder<'_> {
                         | Node::UuidString
                         | Node::UuidFixed
                         | Node::Decimal { .. },
-                    Value::String(_),
+                    Json::Str(_),
                 )
-                | (Node::Array(_), Value::Array(_))
-                | (Node::Record(_) | Node::Map(_), Value::Object(_))
+                | (Node::Array(_), Json::Array(_))
+                | (Node::Record(_) | Node::Map(_), Json::Object(_))
         )
     }
 
@@ -714,24 +713,13 @@ impl TimeUnit {
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+fn expected(what: &str, got: &Json<'_>) -> EncodeError {
+    EncodeError::new(format!("expected {what}, got {}", kind(got)))
 }
 
-fn expected(what: &str, got: &Value) -> EncodeError {
-    EncodeError::new(format!("expected {what}, got {}", json_kind(got)))
-}
-
-fn integer(value: &Value, what: &str) -> Result<i64, EncodeError> {
+fn integer(value: &Json<'_>, what: &str) -> Result<i64, EncodeError> {
     match value {
-        Value::Number(n) => n.as_i64().ok_or_else(|| {
+        Json::Number(n) => n.as_i64().ok_or_else(|| {
             if n.is_u64() {
                 EncodeError::new(format!("{n} is out of range for {what}"))
             } else {
@@ -742,16 +730,16 @@ fn integer(value: &Value, what: &str) -> Result<i64, EncodeError> {
     }
 }
 
-fn number(value: &Value, what: &str) -> Result<f64, EncodeError> {
+fn number(value: &Json<'_>, what: &str) -> Result<f64, EncodeError> {
     match value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| EncodeError::new(format!("{n} is not representable as {what}"))),
+        Json::Number(n) => n.as_f64().ok_or_else(|| EncodeError::new(format!("{n} is not representable as {what}"))),
         other => Err(expected(what, other)),
     }
 }
 
-fn string<'v>(value: &'v Value, what: &str) -> Result<&'v str, EncodeError> {
+fn string<'v>(value: &'v Json<'_>, what: &str) -> Result<&'v str, EncodeError> {
     match value {
-        Value::String(s) => Ok(s),
+        Json::Str(s) => Ok(s),
         other => Err(expected(what, other)),
     }
 }
@@ -843,14 +831,14 @@ fn twos_complement(n: i128, fixed: Option<usize>) -> Result<Vec<u8>, EncodeError
 #[cfg(test)]
 mod tests {
     use apache_avro::types::Value as Avro;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
     fn encode(schema: &str, value: Value) -> Result<Vec<u8>, EncodeError> {
         let encoder = AvroEncoder::compile(schema).expect("schema compiles");
         let mut out = Vec::new();
-        encoder.encode(&value, true, &mut out).map(|()| out)
+        encoder.encode(&Json::from(&value), true, &mut out).map(|()| out)
     }
 
     /// Decodes with apache-avro, an independent implementation, to check our bytes.
@@ -957,7 +945,7 @@ mod tests {
         let encoder =
             AvroEncoder::compile(r#"{"type":"record","name":"A","fields":[{"name":"a","type":"int"}]}"#).unwrap();
         let mut out = Vec::new();
-        encoder.encode(&json!({"a": 1, "b": 2}), false, &mut out).unwrap();
+        encoder.encode(&Json::from(&json!({"a": 1, "b": 2})), false, &mut out).unwrap();
         assert_eq!(out, [2]);
     }
 
