@@ -302,6 +302,7 @@ async fn start_deliveries(
         plugins: plugins.clone(),
         http,
         max_buffered: config.delivery.max_buffered_records,
+        max_prefetch_kbytes: config.delivery.max_prefetch_kbytes,
         tracing: tracing.clone(),
         sealer: Arc::new(Sealer::new(&config.delivery.secrets_keys).map_err(|e| anyhow::anyhow!("[delivery] {e}"))?),
     };

@@ -359,6 +359,7 @@ mod tests {
             [kafka.librdkafka]
             "acks" = "1"
             "bootstrap.servers" = "other:9092"
+            "queued.max.messages.kbytes" = "65536"
 
             [registry]
             url = "ftp://registry"
@@ -390,6 +391,7 @@ mod tests {
             "kafka.bootstrap_servers",
             "kafka.librdkafka.\"acks\"",
             "kafka.librdkafka.\"bootstrap.servers\"",
+            "kafka.librdkafka.\"queued.max.messages.kbytes\"",
             "registry.url",
             "topics[0].colour",
             "topics[0].format",
@@ -426,6 +428,8 @@ mod tests {
             [[topics]]
             name = "bad topic!"
             format = "avro"
+            [delivery]
+            max_prefetch_kbytes = 0
             "#,
             no_env,
         )
@@ -433,6 +437,7 @@ mod tests {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         for expected in [
             "kafka.sasl: required",
+            "delivery.max_prefetch_kbytes: must be",
             "registry.auth: ",
             "topics[0].subject: ",
             "topics[1].name: duplicate",

@@ -182,6 +182,11 @@ pub struct DeliveryConfig {
     /// stops taking more from Kafka (and pauses fetching if the subscriber stays behind).
     /// Default 10000.
     pub max_buffered_records: usize,
+    /// Kilobytes of records librdkafka may prefetch per subscription consumer, ahead of
+    /// `max_buffered_records` (its `queued.max.messages.kbytes`; fetch requests are capped to
+    /// it too). librdkafka's own default, 65536, lets every subscription hold 64 MiB while its
+    /// subscriber is slower than the topic. Default 4096.
+    pub max_prefetch_kbytes: usize,
     /// Keys (base64 of 32 random bytes each) that encrypt the signing secrets of API-created
     /// subscriptions in `topic`; the first encrypts, all decrypt (rotation). Default none:
     /// secrets are stored as given.
@@ -195,6 +200,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("allow_networks", &self.allow_networks)
             .field("max_idle_connections_per_host", &self.max_idle_connections_per_host)
             .field("max_buffered_records", &self.max_buffered_records)
+            .field("max_prefetch_kbytes", &self.max_prefetch_kbytes)
             .field("secrets_keys", &format_args!("<{} redacted>", self.secrets_keys.len()))
             .finish()
     }
@@ -207,6 +213,7 @@ impl Default for DeliveryConfig {
             allow_networks: Vec::new(),
             max_idle_connections_per_host: 256,
             max_buffered_records: 10_000,
+            max_prefetch_kbytes: 4096,
             secrets_keys: Vec::new(),
         }
     }

@@ -39,6 +39,7 @@ const RESERVED_LIBRDKAFKA: &[(&str, &str)] = &[
     ("transactional.id", "Sluice's idempotent producer"),
     ("partitioner", "Java-compatible murmur2 partitioning"),
     ("allow.auto.create.topics", "Sluice's no-auto-create rule"),
+    ("queued.max.messages.kbytes", "delivery.max_prefetch_kbytes"),
 ];
 
 pub(super) fn http(http: &HttpConfig, problems: &mut Vec<Problem>) {
@@ -296,6 +297,10 @@ pub(super) fn delivery(delivery: &DeliveryConfig, problems: &mut Vec<Problem>) {
     }
     if delivery.max_buffered_records == 0 {
         problems.push(Problem::new("delivery.max_buffered_records", "must be at least 1"));
+    }
+    // librdkafka's range for queued.max.messages.kbytes.
+    if !(1..=2_097_151).contains(&delivery.max_prefetch_kbytes) {
+        problems.push(Problem::new("delivery.max_prefetch_kbytes", "must be between 1 and 2097151"));
     }
     if let Err(why) = crate::deliver::seal::Sealer::new(&delivery.secrets_keys) {
         // The message names the entry: `secrets_keys[i] …`.

@@ -59,6 +59,8 @@ pub struct Deps {
     pub http: reqwest::Client,
     /// Records buffered per subscription before the worker stops taking more from the consumer.
     pub max_buffered: usize,
+    /// Kilobytes librdkafka may prefetch per subscription consumer.
+    pub max_prefetch_kbytes: usize,
     /// Spans for delivery attempts, and the trace context passed to subscribers.
     pub tracing: trace::Tracing,
     /// Encrypts the signing secrets of API-created subscriptions in the store.
@@ -272,7 +274,7 @@ pub async fn run(
         return Exit::Failed(reason);
     }
     let tracker = Arc::new(Mutex::new(Tracker::default()));
-    let consumer = match consumer(&spec, &deps.kafka, tracker.clone(), stats.clone()) {
+    let consumer = match consumer(&spec, &deps, tracker.clone(), stats.clone()) {
         Ok(consumer) => Arc::new(consumer),
         Err(error) => return Exit::Failed(error),
     };
@@ -447,7 +449,7 @@ impl QueueKey {
 
 fn consumer(
     spec: &SubscriptionSpec,
-    kafka: &KafkaConfig,
+    deps: &Deps,
     tracker: Arc<Mutex<Tracker>>,
     stats: Arc<Stats>,
 ) -> Result<StreamConsumer<Context>, String> {
@@ -455,9 +457,11 @@ fn consumer(
         Ok(Start::Earliest | Start::Time(_)) => "earliest",
         _ => "latest",
     };
-    let mut config = client_config(kafka);
+    let mut config = client_config(&deps.kafka);
     config
         .set("group.id", spec.group_id())
+        // Bounds memory per subscription; librdkafka caps its fetch requests to it as well.
+        .set("queued.max.messages.kbytes", deps.max_prefetch_kbytes.to_string())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", reset)
