@@ -23,6 +23,7 @@ use rdkafka::message::{Headers as _, OwnedHeaders, OwnedMessage};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
 
 use super::sign::{Secret, signature};
 use super::spec::{Ordering, Start, SubscriptionSpec};
@@ -395,7 +396,15 @@ pub async fn run(
             tokio::spawn(async move {
                 let partition = (record.topic().to_owned(), record.partition());
                 let offset = record.offset();
-                let outcome = handle(&spec, generation, &deps, &target, &stats, record, stop).await;
+                // Log lines about this event carry its trace id, when the producer sent one.
+                let context = trace::extract(
+                    record.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value.unwrap_or_default())),
+                );
+                let handling = handle(&spec, generation, &deps, &target, &stats, record, stop);
+                let outcome = match trace::log_span(trace::LogPath::Deliver, &context) {
+                    Some(span) => handling.instrument(span).await,
+                    None => handling.await,
+                };
                 let _ = done.send((key, partition, offset, outcome));
             });
         }
@@ -591,6 +600,13 @@ async fn handle(
         };
         stats.failed_attempts.fetch_add(1, Atomic::Relaxed);
         stats.error(format!("{id}: {error}"));
+        tracing::debug!(
+            subscription = spec.name,
+            webhook_id = id,
+            attempt = attempts,
+            error,
+            "delivery attempt failed"
+        );
         let exhausted = attempts >= spec.retry.max_attempts
             || started.elapsed() >= Duration::from_millis(spec.retry.max_elapsed_ms);
         let decision = match &failure_hook {

@@ -29,6 +29,7 @@ use crate::route::Route;
 use crate::telemetry::trace;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use tracing::Instrument as _;
 
 pub async fn produce(
     State(app): State<Arc<AppState>>,
@@ -68,7 +69,12 @@ pub async fn produce(
         .into_iter()
         .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
         .collect();
-    let response = match produce_events(&app, route, &bytes, &carried).await {
+    let work = produce_events(&app, route, &bytes, &carried);
+    let answer = match trace::log_span(trace::LogPath::Produce, &context) {
+        Some(span) => work.instrument(span).await,
+        None => work.await,
+    };
+    let response = match answer {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     };

@@ -320,14 +320,16 @@ impl Pipeline {
                         results.part(*origin, topic, *schema_id, results::PartOutcome::Enqueued);
                     }
                     let producer = self.producer.clone();
-                    tokio::spawn(async move {
+                    // In the request's log span: a lost event's log line carries its trace id.
+                    let waiting = async move {
                         let _permit = permit;
                         for (origin, topic, _, _, delivery) in pending {
                             if let Err(error) = producer.delivered(delivery).await {
                                 tracing::error!(topic, index = origin, error = %error, "fire-and-forget event was not stored");
                             }
                         }
-                    });
+                    };
+                    tokio::spawn(tracing::Instrument::in_current_span(waiting));
                 }
             }
         })

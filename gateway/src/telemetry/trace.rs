@@ -86,6 +86,28 @@ pub fn extract<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Co
     TraceContextPropagator::new().extract(&Found(found))
 }
 
+/// A log span that puts the context's trace id on every log line written inside it, so logs can
+/// be joined with traces; `None` when there is no trace (nothing to join, and no span's cost).
+pub fn log_span(path: LogPath, context: &Context) -> Option<tracing::Span> {
+    let span = context.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return None;
+    }
+    let trace_id = span_context.trace_id();
+    Some(match path {
+        LogPath::Produce => tracing::info_span!("produce", trace_id = %trace_id),
+        LogPath::Deliver => tracing::info_span!("deliver", trace_id = %trace_id),
+    })
+}
+
+/// Which path a [`log_span`] is for (its name in the logs).
+#[derive(Debug, Clone, Copy)]
+pub enum LogPath {
+    Produce,
+    Deliver,
+}
+
 /// The headers that carry a context on (none for an empty context).
 pub fn inject(context: &Context) -> Vec<(&'static str, String)> {
     let mut headers = Vec::new();
@@ -134,5 +156,11 @@ mod tests {
         assert_eq!(inject(&passed), [("traceparent", PARENT.to_owned())]);
         assert!(inject(&extract([("traceparent", b"garbage".as_slice())])).is_empty());
         assert!(inject(&Context::new()).is_empty());
+    }
+
+    #[test]
+    fn log_spans_only_for_requests_with_a_trace() {
+        assert!(log_span(LogPath::Produce, &extract([("traceparent", PARENT.as_bytes())])).is_some());
+        assert!(log_span(LogPath::Deliver, &Context::new()).is_none());
     }
 }
