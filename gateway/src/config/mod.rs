@@ -185,7 +185,7 @@ pub struct DeliveryConfig {
     /// Kilobytes of records librdkafka may prefetch per subscription consumer, ahead of
     /// `max_buffered_records` (its `queued.max.messages.kbytes`; fetch requests are capped to
     /// it too). librdkafka's own default, 65536, lets every subscription hold 64 MiB while its
-    /// subscriber is slower than the topic. Default 4096.
+    /// subscriber is slower than the topic. Default 2048.
     pub max_prefetch_kbytes: usize,
     /// Keys (base64 of 32 random bytes each) that encrypt the signing secrets of API-created
     /// subscriptions in `topic`; the first encrypts, all decrypt (rotation). Default none:
@@ -213,7 +213,7 @@ impl Default for DeliveryConfig {
             allow_networks: Vec::new(),
             max_idle_connections_per_host: 256,
             max_buffered_records: 10_000,
-            max_prefetch_kbytes: 4096,
+            max_prefetch_kbytes: 2048,
             secrets_keys: Vec::new(),
         }
     }
