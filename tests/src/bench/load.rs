@@ -28,22 +28,44 @@ pub async fn http_scenario(
     connections: usize,
     measure: Duration,
 ) -> anyhow::Result<Outcome> {
+    let (http, url) = (http.clone(), Arc::<str>::from(url));
+    let (latencies, requests, errors) = closed_loop(connections, measure, move |i| {
+        let (http, url, body) = (http.clone(), url.clone(), bodies[i % bodies.len()].clone());
+        async move {
+            match http.post(&*url).header("content-type", "application/json").body(body).send().await {
+                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await?;
+    Ok(outcome(name, &latencies, requests, requests * events_per_body as u64, errors, measure))
+}
+
+/// Runs `workers` loops, each awaiting one `request(i)` at a time (true: it succeeded), with the
+/// workers' `i`s interleaved, for warm-up + `measure`. Returns the latencies, the number of
+/// requests and of failures among those that started in the measured window.
+pub async fn closed_loop<F, R>(
+    workers: usize,
+    measure: Duration,
+    request: F,
+) -> anyhow::Result<(Histogram<u64>, u64, u64)>
+where
+    F: Fn(usize) -> R + Clone + Send + 'static,
+    R: Future<Output = bool> + Send,
+{
     let clock = Clock::start(measure);
-    let tasks: Vec<_> = (0..connections)
+    let tasks: Vec<_> = (0..workers)
         .map(|worker| {
-            let (http, url, bodies, clock) = (http.clone(), url.to_owned(), bodies.clone(), clock.clone());
+            let (request, clock) = (request.clone(), clock.clone());
             tokio::spawn(async move {
                 let mut latencies = new_histogram();
                 let (mut requests, mut errors) = (0u64, 0u64);
                 let mut i = worker * 7919;
                 while !clock.finished() {
-                    let body = bodies[i % bodies.len()].clone();
-                    i += connections;
                     let started = Instant::now();
-                    let ok = match http.post(&url).header("content-type", "application/json").body(body).send().await {
-                        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                        Err(_) => false,
-                    };
+                    let ok = request(i).await;
+                    i += workers;
                     if clock.measuring(started) {
                         requests += 1;
                         errors += u64::from(!ok);
@@ -54,8 +76,7 @@ pub async fn http_scenario(
             })
         })
         .collect();
-    let (latencies, requests, errors) = join_counts(tasks).await?;
-    Ok(outcome(name, &latencies, requests, requests * events_per_body as u64, errors, measure))
+    join_counts(tasks).await
 }
 
 /// Warm-up, then a measured window; a sample counts if it started inside the window.

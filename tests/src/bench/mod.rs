@@ -31,6 +31,11 @@ pub fn with_broker<T>(
     result
 }
 
+/// Events per HTTP request in the batch scenarios.
+pub const BATCH: usize = 100;
+/// Partitions of the benchmark topics.
+pub const PARTITIONS: i32 = 3;
+
 /// ~300-byte events with the fields a real order carries.
 pub const SCHEMA: &str = r#"{
   "type": "record", "name": "OrderPlaced", "namespace": "dev.sluice.bench",

@@ -28,8 +28,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice::codec::Codec;
 use sluice::codec::SchemaType;
-use sluice_tests::bench::load::{Clock, Outcome, http_scenario, join_counts, new_histogram, outcome, record};
-use sluice_tests::bench::{self, SCHEMA, event, raw_producer, with_broker};
+use sluice_tests::bench::load::{Clock, Outcome, closed_loop, http_scenario, new_histogram, outcome, record};
+use sluice_tests::bench::{self, BATCH, PARTITIONS, SCHEMA, event, raw_producer, with_broker};
 use sluice_tests::{Kafka, unique_name};
 
 // The allocator the sluice binary uses, so the in-process gateway behaves as deployed.
@@ -60,9 +60,6 @@ struct Args {
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
-
-const BATCH: usize = 100;
-const PARTITIONS: i32 = 3;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -205,34 +202,18 @@ async fn raw_single(
     tasks: usize,
     measure: Duration,
 ) -> anyhow::Result<Outcome> {
-    let clock = Clock::start(measure);
-    let handles: Vec<_> = (0..tasks)
-        .map(|worker| {
-            let (producer, topic, records, clock) =
-                (producer.clone(), topic.to_owned(), records.clone(), clock.clone());
-            tokio::spawn(async move {
-                let mut latencies = new_histogram();
-                let (mut sent, mut errors) = (0u64, 0u64);
-                let mut i = worker * 7919;
-                while !clock.finished() {
-                    let (key, payload) = &records[i % records.len()];
-                    i += tasks;
-                    let started = Instant::now();
-                    let ok = match producer.send_result(FutureRecord::to(&topic).key(key).payload(payload)) {
-                        Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
-                        Err(_) => false,
-                    };
-                    if clock.measuring(started) {
-                        sent += 1;
-                        errors += u64::from(!ok);
-                        record(&mut latencies, started.elapsed());
-                    }
-                }
-                (latencies, sent, errors)
-            })
-        })
-        .collect();
-    let (latencies, sent, errors) = join_counts(handles).await?;
+    let (producer, topic) = (producer.clone(), Arc::<str>::from(topic));
+    let (latencies, sent, errors) = closed_loop(tasks, measure, move |i| {
+        let (producer, topic, records) = (producer.clone(), topic.clone(), records.clone());
+        async move {
+            let (key, payload) = &records[i % records.len()];
+            match producer.send_result(FutureRecord::to(&topic).key(key).payload(payload)) {
+                Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
+                Err(_) => false,
+            }
+        }
+    })
+    .await?;
     Ok(outcome("raw-single", &latencies, sent, sent, errors, measure))
 }
 

@@ -31,7 +31,7 @@ use axum::routing::post;
 use clap::Parser;
 use serde_json::{Value, json};
 use sluice_tests::bench::load::{Outcome, http_scenario};
-use sluice_tests::bench::{self, event, with_broker};
+use sluice_tests::bench::{self, BATCH, PARTITIONS, event, with_broker};
 use sluice_tests::{GatewayProcess, Kafka, unique_name};
 
 #[derive(Debug, Parser)]
@@ -55,9 +55,6 @@ struct Args {
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
-
-const BATCH: usize = 100;
-const PARTITIONS: i32 = 3;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
