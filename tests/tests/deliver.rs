@@ -677,3 +677,63 @@ async fn api_subscription_secrets_are_encrypted_in_the_store_and_still_sign() ->
     assert_eq!(verify_signatures(&received).await?, 2);
     Ok(())
 }
+
+/// The stored forms of the subscription records among the first `count` records of the
+/// subscriptions topic, in order.
+async fn stored_subscriptions(bootstrap: &str, topic: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    use rdkafka::Message as _;
+    let records = consume_all(bootstrap, topic, count, WAIT).await?;
+    Ok(records
+        .iter()
+        .filter_map(|r| r.payload().map(|p| String::from_utf8_lossy(p).into_owned()))
+        .filter(|text| text.contains("\"secrets\""))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_stored_plain_or_under_a_rotated_key_are_sealed_again_with_the_first_key() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let (old, new) = (key(1), key(2));
+    let topic = unique_name("resealed");
+    let dlq = format!("{topic}-dlq");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    Kafka::shared().create_topic(&dlq, 1, &[]).await?;
+    let (subscriptions, registry) = (unique_name("_subscriptions"), unique_name("_schemas"));
+    let bootstrap = Kafka::shared().bootstrap_servers();
+    let secret_text = SECRET.trim_start_matches("whsec_");
+
+    // Created while the gateway had no keys: stored as given.
+    let env = gateway(&topic, &subscriptions, &registry, "").await?;
+    env.register(&format!("{topic}-value"), "AVRO", ORDER_PLACED).await?;
+    let s = Setup { env, topic, dlq, receiver: Receiver::start().await? };
+    let (status, body) = s.subscribe("resealed", "resealed", json!({})).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let stored = stored_subscriptions(&bootstrap, &subscriptions, 2).await?;
+    assert!(stored[0].contains(secret_text), "stored as given without keys: {}", stored[0]);
+    let Setup { env, topic, dlq, receiver } = s;
+    env.gateway.stop().await?;
+
+    // A key is added: the next replica seals the stored secret with it.
+    let env = gateway(&topic, &subscriptions, &registry, &format!("secrets_keys = [\"{old}\"]")).await?;
+    let stored = stored_subscriptions(&bootstrap, &subscriptions, 3).await?;
+    let last = stored.last().expect("a subscription record");
+    assert!(!last.contains(secret_text) && last.contains("sealed:v1:"), "sealed after the key was added: {last}");
+    env.gateway.stop().await?;
+
+    // Rotation: a new key first, the old one kept to open; sealed again with the new one.
+    let env = gateway(&topic, &subscriptions, &registry, &format!("secrets_keys = [\"{new}\", \"{old}\"]")).await?;
+    let stored = stored_subscriptions(&bootstrap, &subscriptions, 4).await?;
+    assert_eq!(stored.len(), 3, "one record per sealing: {stored:#?}");
+    assert_ne!(stored[1], stored[2]);
+    env.gateway.stop().await?;
+
+    // So the old key can go: a replica with only the new one serves the subscription, signed.
+    let env = gateway(&topic, &subscriptions, &registry, &format!("secrets_keys = [\"{new}\"]")).await?;
+    let s = Setup { env, topic, dlq, receiver };
+    s.produce(&[order("r-1")]).await?;
+    let received = s.receiver.wait_until("resealed", WAIT, |r| !r.is_empty()).await;
+    assert_eq!(verify_signatures(&received).await?, 1, "signed with the secret as first given");
+    s.env.gateway.stop().await?;
+    Ok(())
+}

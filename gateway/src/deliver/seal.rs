@@ -5,9 +5,10 @@
 //! With `[delivery] secrets_keys`, each secret is stored as `sealed:v1:` + base64 of a random
 //! 96-bit nonce and its AES-256-GCM ciphertext, authenticated with the subscription's name (a
 //! sealed secret copied to another subscription does not open). The first key seals; every key
-//! opens, so keys rotate by putting a new one first and dropping the old one once every
-//! subscription was written again. Without keys, secrets are stored as given (the topic must
-//! then be protected by Kafka ACLs alone).
+//! opens, and a replica seals again whatever is not sealed with the first key (plain secrets
+//! stored before there were keys, or ones sealed before a rotation), so keys rotate by putting a
+//! new one first and dropping the old one once that has happened. Without keys, secrets are
+//! stored as given (the topic must then be protected by Kafka ACLs alone).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -69,16 +70,10 @@ impl Sealer {
             .iter()
             .map(|text| {
                 let Some(encoded) = text.strip_prefix(PREFIX) else { return Ok(text.clone()) };
-                let bytes = STANDARD.decode(encoded).map_err(|_| "a sealed secret is not base64".to_owned())?;
-                if bytes.len() < NONCE_LEN {
-                    return Err("a sealed secret is truncated".to_owned());
-                }
-                let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+                let (nonce, sealed) = split(encoded)?;
                 for key in &self.keys {
-                    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_owned())?;
-                    let mut buffer = sealed.to_vec();
-                    if let Ok(plain) = key.open_in_place(nonce, Aad::from(name), &mut buffer) {
-                        return String::from_utf8(plain.to_vec()).map_err(|_| "a sealed secret is not text".to_owned());
+                    if let Some(plain) = open_with(key, name, nonce, &sealed) {
+                        return String::from_utf8(plain).map_err(|_| "a sealed secret is not text".to_owned());
                     }
                 }
                 Err(if self.keys.is_empty() {
@@ -89,6 +84,37 @@ impl Sealer {
             })
             .collect()
     }
+
+    /// Whether secrets stored for `name` are as they would be written now: sealed with the
+    /// first key (any form when there are no keys). Plain secrets, and secrets sealed with a key
+    /// that is no longer first, are sealed again by the replica that notices (see
+    /// `Deliveries::reseal`), which is what lets keys be added and rotated.
+    pub fn is_current(&self, name: &str, stored: &[String]) -> bool {
+        let Some(first) = self.keys.first() else { return true };
+        stored.iter().all(|text| {
+            text.strip_prefix(PREFIX)
+                .and_then(|encoded| split(encoded).ok())
+                .is_some_and(|(nonce, sealed)| open_with(first, name, nonce, &sealed).is_some())
+        })
+    }
+}
+
+/// A stored secret's nonce and ciphertext.
+fn split(encoded: &str) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
+    let bytes = STANDARD.decode(encoded).map_err(|_| "a sealed secret is not base64".to_owned())?;
+    if bytes.len() < NONCE_LEN {
+        return Err("a sealed secret is truncated".to_owned());
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let mut fixed = [0u8; NONCE_LEN];
+    fixed.copy_from_slice(nonce);
+    Ok((fixed, sealed.to_vec()))
+}
+
+fn open_with(key: &LessSafeKey, name: &str, nonce: [u8; NONCE_LEN], sealed: &[u8]) -> Option<Vec<u8>> {
+    let mut buffer = sealed.to_vec();
+    let plain = key.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(name), &mut buffer).ok()?;
+    Some(plain.to_vec())
 }
 
 #[cfg(test)]
@@ -111,6 +137,11 @@ mod tests {
         let rotated = Sealer::new(&[key(2), key(1)]).unwrap();
         assert_eq!(rotated.open("orders", &sealed).unwrap(), [SECRET]);
         assert!(rotated.open("payments", &sealed).is_err(), "bound to the subscription's name");
+        assert!(
+            old.is_current("orders", &sealed) && !rotated.is_current("orders", &sealed),
+            "re-sealed after a rotation"
+        );
+        assert!(rotated.is_current("orders", &rotated.seal("orders", &[SECRET.to_owned()]).unwrap()));
         let error = Sealer::new(&[key(2)]).unwrap().open("orders", &sealed).unwrap_err();
         assert!(error.contains("no key"), "{error}");
         assert!(Sealer::new(&[]).unwrap().open("orders", &sealed).unwrap_err().contains("empty"));
@@ -121,6 +152,8 @@ mod tests {
         let none = Sealer::new(&[]).unwrap();
         assert_eq!(none.seal("s", &[SECRET.to_owned()]).unwrap(), [SECRET]);
         assert_eq!(Sealer::new(&[key(1)]).unwrap().open("s", &[SECRET.to_owned()]).unwrap(), [SECRET]);
+        assert!(none.is_current("s", &[SECRET.to_owned()]), "nothing to seal with");
+        assert!(!Sealer::new(&[key(1)]).unwrap().is_current("s", &[SECRET.to_owned()]), "plain, and a key now exists");
         assert!(Sealer::new(&["c2hvcnQ=".to_owned()]).unwrap_err().contains("32 bytes"));
     }
 }
