@@ -350,3 +350,61 @@ async fn per_key_rate_limits_answer_429_with_retry_after() -> anyhow::Result<()>
     assert_eq!(produce(&env, &topic, &limited.secret).await?.status(), StatusCode::OK);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_from_a_jwks_url_rotate_in_and_unknown_key_ids_do_not_hammer_the_provider() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use axum::extract::State;
+    use axum::routing::get;
+
+    type Provider = (Arc<Mutex<String>>, Arc<AtomicUsize>);
+    async fn publish(State((jwks, fetches)): State<Provider>) -> ([(&'static str, &'static str); 1], String) {
+        fetches.fetch_add(1, Ordering::SeqCst);
+        ([("content-type", "application/json")], jwks.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+
+    let topic = format!("orders.{}", unique_name("jwks"));
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    let (current, next) = (Signer::new("2026-11"), Signer::new("2026-12"));
+    // The identity provider: a real HTTP server publishing the JWKS and counting fetches.
+    let jwks = Arc::new(Mutex::new(json!({"keys": [current.jwk()]}).to_string()));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let provider = listener.local_addr()?;
+    let app = axum::Router::new().route("/jwks.json", get(publish)).with_state((jwks.clone(), fetches.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = format!(
+        "[auth.jwt]\njwks_url = \"http://{provider}/jwks.json\"\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nrefresh_s = 3600\n{}",
+        route(&topic, "json", None)
+    );
+    let env = Env::start(RegistryKind::Embedded, &config).await?;
+    let allowed = claims("produce:orders.*", AUDIENCE, 300);
+    assert_eq!(produce(&env, &topic, &current.token(&allowed)).await?.status(), StatusCode::OK);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched once at start");
+
+    // The provider rotates in a new key. Tokens naming it are refused until Sluice fetches the
+    // JWKS again, which an unknown key id triggers at most every 30 s.
+    *jwks.lock().unwrap_or_else(PoisonError::into_inner) = json!({"keys": [current.jwk(), next.jwk()]}).to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
+    loop {
+        let status = produce(&env, &topic, &next.token(&allowed)).await?.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        refused += 1;
+        assert!(tokio::time::Instant::now() < deadline, "the rotated-in key was never fetched");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(refused >= 10, "the new key was accepted after {refused} refusals: too soon for a 30 s floor");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "{refused} tokens with an unknown key id caused one fetch");
+    assert_eq!(
+        produce(&env, &topic, &current.token(&allowed)).await?.status(),
+        StatusCode::OK,
+        "the old key still works"
+    );
+    Ok(())
+}
