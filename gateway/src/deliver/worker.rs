@@ -396,15 +396,14 @@ pub async fn run(
             tokio::spawn(async move {
                 let partition = (record.topic().to_owned(), record.partition());
                 let offset = record.offset();
-                // Log lines about this event carry its trace id, when the producer sent one.
+                // The producer's trace context, read once: each attempt's span continues it, and
+                // log lines about this event carry its trace id.
                 let context = trace::extract(
                     record.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value.unwrap_or_default())),
                 );
-                let handling = handle(&spec, generation, &deps, &target, &stats, record, stop);
-                let outcome = match trace::log_span(trace::LogPath::Deliver, &context) {
-                    Some(span) => handling.instrument(span).await,
-                    None => handling.await,
-                };
+                let span = trace::log_span(trace::LogPath::Deliver, &context).unwrap_or_else(tracing::Span::none);
+                let incoming = Incoming { record, context };
+                let outcome = handle(&spec, generation, &deps, &target, &stats, incoming, stop).instrument(span).await;
                 let _ = done.send((key, partition, offset, outcome));
             });
         }
@@ -524,15 +523,22 @@ pub fn webhook_id(subscription: &str, generation: u64, topic: &str, partition: i
 }
 
 /// Decodes, runs plugins, delivers with retries, or dead-letters one record.
+/// A record to deliver, and the trace context its headers carry.
+struct Incoming {
+    record: OwnedMessage,
+    context: opentelemetry::Context,
+}
+
 async fn handle(
     spec: &SubscriptionSpec,
     generation: u64,
     deps: &Deps,
     target: &Target,
     stats: &Stats,
-    record: OwnedMessage,
+    incoming: Incoming,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
+    let Incoming { record, context } = incoming;
     let started = Instant::now();
     let mut attempt: u32 = 0;
     // Turning the record into a body can fail for a while (registry down) or for good.
@@ -587,7 +593,7 @@ async fn handle(
     loop {
         attempts += 1;
         let sent = Instant::now();
-        let posted = post(spec, deps, target, &id, &record, &body).await;
+        let posted = post(spec, deps, target, &id, &record, &context, &body).await;
         attempt_metrics(&spec.name, sent.elapsed(), &posted);
         let (status, error, retry_after) = match posted {
             Ok(_) => {
@@ -722,6 +728,7 @@ async fn post(
     target: &Target,
     id: &str,
     record: &OwnedMessage,
+    parent: &opentelemetry::Context,
     body: &[u8],
 ) -> Result<u16, Failed> {
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -737,13 +744,10 @@ async fn post(
         .header("sluice-partition", record.partition().to_string())
         .header("sluice-offset", record.offset().to_string());
     // The record's trace context (from the produce request), through this attempt's span.
-    let parent = trace::extract(
-        record.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value.unwrap_or_default())),
-    );
     let context = deps.tracing.start(
         format!("deliver {}", spec.name),
         SpanKind::Client,
-        &parent,
+        parent,
         vec![
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("sluice.subscription", spec.name.clone()),

@@ -69,12 +69,8 @@ pub async fn produce(
         .into_iter()
         .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
         .collect();
-    let work = produce_events(&app, route, &bytes, &carried);
-    let answer = match trace::log_span(trace::LogPath::Produce, &context) {
-        Some(span) => work.instrument(span).await,
-        None => work.await,
-    };
-    let response = match answer {
+    let span = trace::log_span(trace::LogPath::Produce, &context).unwrap_or_else(tracing::Span::none);
+    let response = match produce_events(&app, route, &bytes, &carried).instrument(span).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     };
