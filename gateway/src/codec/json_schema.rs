@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use super::ValueError;
 
+/// Backtracking steps one `pattern` match may take; beyond it the value is refused.
+const PATTERN_BACKTRACK_LIMIT: usize = 100_000;
+
 /// A compiled JSON Schema.
 #[derive(Debug)]
 pub struct JsonSchemaValidator {
@@ -21,6 +24,11 @@ impl JsonSchemaValidator {
         let schema: Value = serde_json::from_str(schema_json).map_err(|e| format!("schema is not JSON: {e}"))?;
         let validator = jsonschema::options()
             .should_validate_formats(true)
+            // Patterns come from whoever registers a schema: bound the backtracking regex engine
+            // (ECMA-262 patterns need look-around, so the linear-time engine is not enough).
+            .with_pattern_options(
+                jsonschema::PatternOptions::fancy_regex().backtrack_limit(PATTERN_BACKTRACK_LIMIT).size_limit(1 << 20),
+            )
             .build(&schema)
             .map_err(|e| format!("invalid JSON Schema: {e}"))?;
         Ok(Self { validator })
@@ -101,5 +109,32 @@ mod tests {
     fn refuses_invalid_schemas() {
         assert!(JsonSchemaValidator::compile("{").is_err());
         assert!(JsonSchemaValidator::compile(r#"{"type": 12}"#).is_err());
+    }
+
+    #[test]
+    fn recursive_references_compile_and_validate_in_bounded_time() {
+        let cases = [
+            (json!({"$ref": "#"}), json!({"a": 1})),
+            (json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}), json!(1)),
+            (json!({"type": "object", "properties": {"next": {"$ref": "#"}}}), json!({"next": {"next": {"next": 1}}})),
+            (
+                json!({"$schema": "http://json-schema.org/draft-07/schema#", "definitions": {"n": {"$ref": "#/definitions/n"}}, "$ref": "#/definitions/n"}),
+                json!(true),
+            ),
+        ];
+        for (schema, instance) in cases {
+            // Compiling may refuse a reference cycle; if it compiles, validating must end.
+            if let Ok(validator) = JsonSchemaValidator::compile(&schema.to_string()) {
+                let _ = validator.validate(&instance);
+            }
+        }
+    }
+
+    #[test]
+    fn catastrophic_patterns_are_cut_off() {
+        let validator = JsonSchemaValidator::compile(r#"{"type": "string", "pattern": "^(a+)+(?=b)"}"#).unwrap();
+        let hostile = format!("{}!", "a".repeat(64));
+        assert!(validator.validate(&json!(hostile)).is_err());
+        assert!(validator.validate(&json!("aaab")).is_ok());
     }
 }

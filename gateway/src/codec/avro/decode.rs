@@ -9,7 +9,15 @@
 
 use std::fmt;
 
-use super::{AvroEncoder, Node, NodeId, UNIX_EPOCH_JULIAN_DAY};
+use super::{AvroEncoder, MAX_NESTING, Node, NodeId, UNIX_EPOCH_JULIAN_DAY};
+
+/// The decoded JSON may be this much larger than the Avro bytes, plus [`MIN_OUTPUT_BUDGET`].
+/// Field names are written once per value, so a record of many one-byte fields grows tens of
+/// times; an array of zero-width items (`null`, empty records) grows without limit, and this
+/// budget is what ends it.
+pub const OUTPUT_RATIO: usize = 64;
+/// The decoded JSON of any datum may be this large, however small the datum.
+pub const MIN_OUTPUT_BUDGET: usize = 1 << 20;
 
 /// Why bytes are not a value of the writer's schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +47,14 @@ impl AvroEncoder {
     /// schema.decode_to_json(&[2, 84], &mut json).unwrap();
     /// assert_eq!(json, br#"{"n":42}"#);
     /// ```
+    ///
+    /// Values nested deeper than [`MAX_NESTING`], and output larger than [`OUTPUT_RATIO`] times
+    /// the input plus [`MIN_OUTPUT_BUDGET`], are refused as errors.
     pub fn decode_to_json(&self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         let mut reader = Reader { bytes, at: 0 };
-        Decoder { nodes: &self.nodes }.value(self.root, &mut reader, out)?;
+        let limit =
+            out.len().saturating_add(bytes.len().saturating_mul(OUTPUT_RATIO)).saturating_add(MIN_OUTPUT_BUDGET);
+        Decoder { nodes: &self.nodes, limit, depth: 0 }.value(self.root, &mut reader, out)?;
         if reader.at != bytes.len() {
             return Err(reader.error(format!("{} bytes left over after the value", bytes.len() - reader.at)));
         }
@@ -99,6 +112,10 @@ impl<'a> Reader<'a> {
 
 struct Decoder<'n> {
     nodes: &'n [Node],
+    /// `out` may not grow past this length.
+    limit: usize,
+    /// Records, arrays and maps entered and not yet left.
+    depth: usize,
 }
 
 fn number(out: &mut Vec<u8>, n: impl fmt::Display) {
@@ -125,8 +142,27 @@ fn float(out: &mut Vec<u8>, f: f64) {
 }
 
 impl Decoder<'_> {
-    fn value(&self, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-        match &self.nodes[id] {
+    /// Enters a record, array or map.
+    fn enter(&mut self, r: &Reader<'_>) -> Result<(), DecodeError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(r.error(format!("values nest deeper than {MAX_NESTING} levels")));
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, r: &Reader<'_>, out: &[u8]) -> Result<(), DecodeError> {
+        if out.len() > self.limit {
+            return Err(r.error(format!(
+                "the decoded JSON would be larger than {OUTPUT_RATIO} times the record plus {MIN_OUTPUT_BUDGET} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, id: NodeId, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let nodes = self.nodes;
+        match &nodes[id] {
             Node::Null => out.extend_from_slice(b"null"),
             Node::Boolean => match r.take(1)?[0] {
                 0 => out.extend_from_slice(b"false"),
@@ -169,11 +205,20 @@ impl Decoder<'_> {
                 string(out, &symbols[i]);
             }
             Node::Date => {
-                let days = i32::try_from(r.long()?).map_err(|_| r.error("date out of range"))?;
-                let date = time::Date::from_julian_day(days.saturating_add(UNIX_EPOCH_JULIAN_DAY))
-                    .map_err(|e| r.error(format!("date out of range: {e}")))?;
-                let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
-                string(out, &format!("{y:04}-{m:02}-{d:02}"));
+                let days = r.long()?;
+                // Days outside the calendar's ±9999 years (which the encoder takes as a number)
+                // come back as that number.
+                let date = i32::try_from(days)
+                    .ok()
+                    .and_then(|days| days.checked_add(UNIX_EPOCH_JULIAN_DAY))
+                    .and_then(|julian| time::Date::from_julian_day(julian).ok());
+                match date {
+                    Some(date) => {
+                        let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
+                        string(out, &format!("{y:04}-{m:02}-{d:02}"));
+                    }
+                    None => number(out, days),
+                }
             }
             Node::Decimal { scale, fixed, .. } => {
                 let bytes = match fixed {
@@ -186,20 +231,23 @@ impl Decoder<'_> {
                 string(out, &decimal(bytes, *scale).ok_or_else(|| r.error("decimal wider than 128 bits"))?);
             }
             Node::Array(items) => {
+                self.enter(r)?;
                 out.push(b'[');
                 let mut first = true;
-                self.blocks(r, |r| {
+                self.blocks(r, out, |this, r, out| {
                     if !std::mem::take(&mut first) {
                         out.push(b',');
                     }
-                    self.value(*items, r, out)
+                    this.value(*items, r, out)
                 })?;
                 out.push(b']');
+                self.depth -= 1;
             }
             Node::Map(values) => {
+                self.enter(r)?;
                 out.push(b'{');
                 let mut first = true;
-                self.blocks(r, |r| {
+                self.blocks(r, out, |this, r, out| {
                     if !std::mem::take(&mut first) {
                         out.push(b',');
                     }
@@ -207,15 +255,17 @@ impl Decoder<'_> {
                     let key = std::str::from_utf8(r.take(n)?).map_err(|_| r.error("a map key that is not UTF-8"))?;
                     string(out, key);
                     out.push(b':');
-                    self.value(*values, r, out)
+                    this.value(*values, r, out)
                 })?;
                 out.push(b'}');
+                self.depth -= 1;
             }
             Node::Union(branches) => {
                 let i = r.index(branches.len(), "union branch")?;
                 self.value(branches[i], r, out)?;
             }
             Node::Record(record) => {
+                self.enter(r)?;
                 out.push(b'{');
                 for (i, field) in record.fields.iter().enumerate() {
                     if i > 0 {
@@ -226,6 +276,8 @@ impl Decoder<'_> {
                     self.value(field.node, r, out)?;
                 }
                 out.push(b'}');
+                self.depth -= 1;
+                self.check_size(r, out)?;
             }
             Node::Pending => return Err(r.error("schema type is not fully defined")),
         }
@@ -233,10 +285,14 @@ impl Decoder<'_> {
     }
 
     /// Avro's blocked encoding of arrays and maps: counts, negative with a byte size, then 0.
+    ///
+    /// Items may take no bytes at all (`null`, empty records), so a count alone could make this
+    /// loop for ever; every item writes output, and the output budget ends it.
     fn blocks(
-        &self,
+        &mut self,
         r: &mut Reader<'_>,
-        mut item: impl FnMut(&mut Reader<'_>) -> Result<(), DecodeError>,
+        out: &mut Vec<u8>,
+        mut item: impl FnMut(&mut Self, &mut Reader<'_>, &mut Vec<u8>) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
         loop {
             let count = r.long()?;
@@ -247,7 +303,8 @@ impl Decoder<'_> {
                 r.long()?; // the block's size in bytes, for skipping; not needed here
             }
             for _ in 0..count.unsigned_abs() {
-                item(r)?;
+                item(self, r, out)?;
+                self.check_size(r, out)?;
             }
         }
     }
@@ -333,5 +390,76 @@ mod tests {
         let mut out = Vec::new();
         assert!(encoder.decode_to_json(&[10, b'a'], &mut out).is_err(), "length 5, one byte");
         assert!(encoder.decode_to_json(&[2, b'a', 0], &mut out).unwrap_err().message.contains("left over"));
+    }
+
+    const LINKED: &str = r#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#;
+
+    /// `levels` records, each holding the next in its union's second branch.
+    fn linked(levels: usize) -> Vec<u8> {
+        let mut bytes = vec![2u8; levels - 1];
+        bytes.push(0);
+        bytes
+    }
+
+    #[test]
+    fn a_deeply_recursive_record_is_refused_not_a_stack_overflow() {
+        let encoder = AvroEncoder::compile(LINKED).unwrap();
+        let mut out = Vec::new();
+        let error = encoder.decode_to_json(&linked(400_000), &mut out).unwrap_err();
+        assert!(error.message.contains("nest deeper than 127"), "{error}");
+        let mut out = Vec::new();
+        assert!(encoder.decode_to_json(&linked(MAX_NESTING + 1), &mut out).is_err());
+    }
+
+    #[test]
+    fn the_deepest_value_decoded_is_one_serde_json_reads() {
+        let encoder = AvroEncoder::compile(LINKED).unwrap();
+        let mut out = Vec::new();
+        encoder.decode_to_json(&linked(MAX_NESTING), &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&out).expect("serde_json reads the deepest decoded value");
+        let mut depth = 0;
+        let mut at = &value;
+        while let Some(next) = at.get("next") {
+            depth += 1;
+            at = next;
+        }
+        assert_eq!(depth, MAX_NESTING);
+    }
+
+    #[test]
+    fn zero_width_items_cannot_loop_without_consuming_input() {
+        for schema in [
+            r#"{"type":"array","items":"null"}"#,
+            r#"{"type":"array","items":{"type":"record","name":"E","fields":[]}}"#,
+            r#"{"type":"array","items":{"type":"array","items":"null"}}"#,
+        ] {
+            let encoder = AvroEncoder::compile(schema).unwrap();
+            // A block count of 2^62 - 1 (and, for the nested case, one inner array of as many).
+            let mut bytes = Vec::new();
+            crate::codec::avro::write_long(&mut bytes, (1 << 62) - 1);
+            if schema.matches("array").count() == 2 {
+                crate::codec::avro::write_long(&mut bytes, (1 << 62) - 1);
+            }
+            let mut out = Vec::new();
+            let error = encoder.decode_to_json(&bytes, &mut out).unwrap_err();
+            assert!(error.message.contains("larger than"), "{schema}: {error}");
+            assert!(out.len() <= bytes.len() * OUTPUT_RATIO + MIN_OUTPUT_BUDGET + 64, "{schema}: {}", out.len());
+        }
+        // Map keys take at least their length byte: a count with too few entries ends the input.
+        let map = AvroEncoder::compile(r#"{"type":"map","values":"null"}"#).unwrap();
+        let mut bytes = Vec::new();
+        crate::codec::avro::write_long(&mut bytes, (1 << 62) - 1);
+        bytes.extend_from_slice(&[2, b'k']);
+        assert!(map.decode_to_json(&bytes, &mut Vec::new()).unwrap_err().message.contains("unexpected end"));
+    }
+
+    #[test]
+    fn java_style_blocks_with_negative_counts_and_sizes_are_read() {
+        let encoder = AvroEncoder::compile(r#"{"type":"array","items":"long"}"#).unwrap();
+        // Two blocks: -2 items (4 bytes) then 1 item, then the end.
+        let bytes = [3, 4, 2, 4, 2, 6, 0];
+        let mut out = Vec::new();
+        encoder.decode_to_json(&bytes, &mut out).unwrap();
+        assert_eq!(out, b"[1,2,3]".to_vec());
     }
 }

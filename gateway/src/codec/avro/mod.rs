@@ -33,6 +33,18 @@ use time::macros::format_description;
 
 type NodeId = usize;
 
+/// The largest decimal `precision` (and so `scale`) a schema may declare. Java's `BigDecimal`
+/// has no bound, but every value Sluice can encode fits in 128 bits (38 digits); the bound only
+/// stops a hostile schema from making encoding and decoding allocate `scale` bytes.
+pub const MAX_DECIMAL_PRECISION: usize = 1_000;
+/// The largest `fixed` size a schema may declare: a record holding one would not fit in a
+/// Kafka message (1 MiB by default) anyway.
+pub const MAX_FIXED_SIZE: usize = 1 << 20;
+/// How deep records, arrays and maps may nest in a decoded value: what `serde_json` (and so
+/// every plugin and subscriber parsing the JSON) reads. Recursive schemas make any depth
+/// possible on the wire; decoding refuses deeper values instead of exhausting the stack.
+pub const MAX_NESTING: usize = 127;
+
 /// A compiled Avro schema that encodes JSON values.
 #[derive(Debug)]
 pub struct AvroEncoder {
@@ -166,6 +178,16 @@ pub enum CompileError {
     Unsupported(String),
     #[error("the default of field '{field}' does not fit its type: {error}")]
     BadDefault { field: String, error: EncodeError },
+    #[error("Avro schema outside Sluice's bounds: {0}")]
+    Bounds(String),
+}
+
+fn check_fixed_size(size: usize) -> Result<usize, CompileError> {
+    if size <= MAX_FIXED_SIZE {
+        Ok(size)
+    } else {
+        Err(CompileError::Bounds(format!("fixed size {size} is larger than {MAX_FIXED_SIZE} bytes")))
+    }
 }
 
 impl AvroEncoder {
@@ -217,7 +239,7 @@ impl AvroEncoder {
     /// assert_eq!(err.pointer(), "/n");
     /// ```
     pub fn encode(&self, value: &Json<'_>, reject_unknown: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        Encoder { nodes: &self.nodes, reject_unknown }.encode(self.root, value, out)
+        Encoder::new(&self.nodes, reject_unknown).encode(self.root, value, out)
     }
 }
 
@@ -269,16 +291,24 @@ impl Compiler {
             Schema::Decimal(decimal) => {
                 let fixed = match &decimal.inner {
                     InnerDecimalSchema::Bytes => None,
-                    InnerDecimalSchema::Fixed(fixed) => Some(fixed.size),
+                    InnerDecimalSchema::Fixed(fixed) => Some(check_fixed_size(fixed.size)?),
                 };
+                if decimal.precision > MAX_DECIMAL_PRECISION || decimal.scale > decimal.precision {
+                    return Err(CompileError::Bounds(format!(
+                        "decimal precision {} and scale {}: precision must be at most {MAX_DECIMAL_PRECISION} and \
+                         scale at most the precision",
+                        decimal.precision, decimal.scale
+                    )));
+                }
                 Node::Decimal { precision: decimal.precision, scale: decimal.scale, fixed }
             }
             Schema::BigDecimal => {
                 return Err(CompileError::Unsupported("the big-decimal logical type".into()));
             }
             Schema::Duration(fixed) | Schema::Fixed(fixed) => {
+                let size = check_fixed_size(fixed.size)?;
                 let id = self.reserve_named(fixed.name.fullname(None));
-                self.nodes[id] = Node::Fixed { name: fixed.name.fullname(None), size: fixed.size };
+                self.nodes[id] = Node::Fixed { name: fixed.name.fullname(None), size };
                 return Ok(id);
             }
             Schema::Enum(e) => {
@@ -336,7 +366,7 @@ impl Compiler {
                     _ => unreachable!("node {id} was just set to a record"),
                 };
                 let mut bytes = Vec::new();
-                Encoder { nodes: &self.nodes, reject_unknown: false }
+                Encoder::new(&self.nodes, false)
                     .encode_default(node, &Json::from(default), &mut bytes)
                     .map_err(|error| CompileError::BadDefault { field: field.name.clone(), error })?;
                 if let Node::Record(r) = &mut self.nodes[id] {
@@ -351,9 +381,31 @@ impl Compiler {
 struct Encoder<'a> {
     nodes: &'a [Node],
     reject_unknown: bool,
+    /// Values visited so far. A union tries each branch its JSON type fits, so nested unions of
+    /// look-alike records could otherwise take time exponential in the depth.
+    steps: std::cell::Cell<usize>,
 }
 
-impl Encoder<'_> {
+/// Values one event may take to encode, union retries included: a 1 MiB event has at most
+/// ~500k values, so this is only reached by backtracking between look-alike union branches.
+const MAX_ENCODE_STEPS: usize = 2_000_000;
+
+impl<'a> Encoder<'a> {
+    fn new(nodes: &'a [Node], reject_unknown: bool) -> Self {
+        Self { nodes, reject_unknown, steps: std::cell::Cell::new(0) }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.steps.get() > MAX_ENCODE_STEPS
+    }
+
+    fn too_complex() -> EncodeError {
+        EncodeError::new(format!(
+            "the event takes more than {MAX_ENCODE_STEPS} steps to match the schema's unions; simplify the event \
+             or name union branches with Avro's JSON wrapper ({{\"type name\": value}})"
+        ))
+    }
+
     /// Avro defaults for unions always describe the first branch.
     fn encode_default(&self, id: NodeId, value: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match &self.nodes[id] {
@@ -367,6 +419,10 @@ impl Encoder<'_> {
     }
 
     fn encode(&self, id: NodeId, value: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.steps.set(self.steps.get() + 1);
+        if self.exhausted() {
+            return Err(Self::too_complex());
+        }
         match &self.nodes[id] {
             Node::Null => match value {
                 Json::Null => Ok(()),
@@ -607,6 +663,9 @@ impl Encoder<'_> {
                     last_error = Some(e);
                 }
             }
+        }
+        if self.exhausted() {
+            return Err(Self::too_complex());
         }
         // Avro's own JSON encoding wraps union values: {"string": "x"} or {"com.acme.Type": {...}}.
         if let Json::Object(object) = value
@@ -1037,5 +1096,56 @@ mod tests {
         let err =
             AvroEncoder::compile(r#"{"type":"record","name":"A","fields":[{"name":"a","type":"int","default":"x"}]}"#);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn hostile_decimal_and_fixed_sizes_are_refused_at_compile_time() {
+        let decimal = |precision: u64, scale: u64| {
+            format!(
+                r#"{{"type":"record","name":"D","fields":[{{"name":"d","type":{{"type":"bytes","logicalType":"decimal","precision":{precision},"scale":{scale}}}}}]}}"#
+            )
+        };
+        for (precision, scale) in [(1_000_000_000_000_000, 1_000_000_000_000_000), (1001, 2)] {
+            let error = AvroEncoder::compile(&decimal(precision, scale)).map(|_| ()).unwrap_err();
+            assert!(matches!(error, CompileError::Bounds(_)), "{precision}/{scale}: {error}");
+        }
+        // A scale above the precision is an invalid logical type, which Avro ignores: plain bytes.
+        let bytes = encode(&decimal(10, 11), json!({"d": "\u{1}"})).unwrap();
+        assert_eq!(bytes, [2, 1]);
+        assert!(AvroEncoder::compile(&decimal(1000, 1000)).is_ok());
+        let fixed = |size: usize| format!(r#"{{"type":"fixed","name":"F","size":{size}}}"#);
+        assert!(matches!(AvroEncoder::compile(&fixed(MAX_FIXED_SIZE + 1)), Err(CompileError::Bounds(_))));
+        assert!(AvroEncoder::compile(&fixed(MAX_FIXED_SIZE)).is_ok());
+        let fixed_decimal = format!(
+            r#"{{"type":"fixed","name":"F","size":{},"logicalType":"decimal","precision":4,"scale":2}}"#,
+            1u64 << 50
+        );
+        assert!(AvroEncoder::compile(&fixed_decimal).is_err());
+    }
+
+    #[test]
+    fn the_widest_decimal_encodes_and_decodes_without_huge_buffers() {
+        let schema = r#"{"type":"bytes","logicalType":"decimal","precision":1000,"scale":1000}"#;
+        let bytes = encode(schema, json!("0")).unwrap();
+        let encoder = AvroEncoder::compile(schema).unwrap();
+        let mut out = Vec::new();
+        encoder.decode_to_json(&bytes, &mut out).unwrap();
+        assert_eq!(out, format!("\"0.{}\"", "0".repeat(1000)).into_bytes());
+        let error = encode(schema, json!("0.5")).unwrap_err();
+        assert!(error.message().contains("too large"), "5 × 10^999 does not fit 128 bits: {error}");
+    }
+
+    #[test]
+    fn look_alike_union_branches_cannot_take_exponential_time() {
+        let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":["null",
+            {"type":"record","name":"A","fields":[{"name":"next","type":["null","A",
+                {"type":"record","name":"B","fields":[{"name":"next","type":["null","A","B"]}]}]}]},
+            "B"]}]}"#;
+        let mut value = json!({"next": 5});
+        for _ in 0..60 {
+            value = json!({ "next": value });
+        }
+        let error = encode(schema, json!({ "a": value })).unwrap_err();
+        assert!(error.message().contains("steps"), "{error}");
     }
 }

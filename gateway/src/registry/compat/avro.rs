@@ -34,19 +34,34 @@ pub struct Incompatibility {
 }
 
 /// Everything that stops `reader` from reading data written with `writer`.
-pub fn check(reader: &Schema, writer: &Schema) -> Vec<Incompatibility> {
-    let mut checker =
-        Checker { reader_names: names(reader), writer_names: names(writer), seen: HashSet::new(), found: Vec::new() };
+pub(crate) fn check(reader: &Schema, writer: &Schema, budget: &super::Budget) -> Vec<Incompatibility> {
+    let (reader_names, writer_names) = (names(reader), names(writer));
+    let memo = std::cell::RefCell::default();
+    let mut checker = Checker {
+        reader_names: &reader_names,
+        writer_names: &writer_names,
+        seen: HashSet::new(),
+        found: Vec::new(),
+        budget,
+        memo: &memo,
+        depth: 0,
+    };
     checker.compare(reader, writer, String::new());
     checker.found
 }
 
-struct Checker<'s> {
-    reader_names: HashMap<String, &'s Schema>,
-    writer_names: HashMap<String, &'s Schema>,
+struct Checker<'s, 'n> {
+    reader_names: &'n HashMap<String, &'s Schema>,
+    writer_names: &'n HashMap<String, &'s Schema>,
     /// (reader, writer) named-type pairs already compared: recursive types terminate here.
     seen: HashSet<(String, String)>,
     found: Vec<Incompatibility>,
+    budget: &'n super::Budget,
+    /// Whether a reader schema reads a writer schema, by their addresses: union branches are
+    /// tried again and again, and nested unions would make that exponential (Avro's Java
+    /// checker memoizes for the same reason).
+    memo: &'n std::cell::RefCell<HashMap<(usize, usize), bool>>,
+    depth: usize,
 }
 
 /// The type of a schema for comparison: references resolved, logical types reduced to their
@@ -92,7 +107,7 @@ impl Shape<'_> {
     }
 }
 
-impl<'s> Checker<'s> {
+impl<'s> Checker<'s, '_> {
     fn shape(&self, schema: &'s Schema, reader_side: bool) -> Shape<'s> {
         match schema {
             Schema::Null => Shape::Null,
@@ -143,6 +158,15 @@ impl<'s> Checker<'s> {
     }
 
     fn compare(&mut self, reader: &'s Schema, writer: &'s Schema, at: String) {
+        if !self.budget.step(self.depth) {
+            return;
+        }
+        self.depth += 1;
+        self.compare_shapes(reader, writer, at);
+        self.depth -= 1;
+    }
+
+    fn compare_shapes(&mut self, reader: &'s Schema, writer: &'s Schema, at: String) {
         let (r, w) = (self.shape(reader, true), self.shape(writer, false));
         match (r, w) {
             // A writer union: each branch must be readable.
@@ -257,14 +281,23 @@ impl<'s> Checker<'s> {
 
     /// Whether `reader` can read `writer` without any incompatibility (used to match branches).
     fn readable(&self, reader: &'s Schema, writer: &'s Schema) -> bool {
+        let key = (std::ptr::from_ref(reader) as usize, std::ptr::from_ref(writer) as usize);
+        if let Some(known) = self.memo.borrow().get(&key) {
+            return *known;
+        }
         let mut probe = Checker {
-            reader_names: self.reader_names.clone(),
-            writer_names: self.writer_names.clone(),
+            reader_names: self.reader_names,
+            writer_names: self.writer_names,
             seen: self.seen.clone(),
             found: Vec::new(),
+            budget: self.budget,
+            memo: self.memo,
+            depth: self.depth,
         };
         probe.compare(reader, writer, String::new());
-        probe.found.is_empty()
+        let readable = probe.found.is_empty() && !self.budget.exceeded();
+        self.memo.borrow_mut().insert(key, readable);
+        readable
     }
 
     /// The reader branch Avro resolution would pick for a writer type: one that reads it, named

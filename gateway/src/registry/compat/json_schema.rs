@@ -29,8 +29,18 @@ use serde_json::{Map, Value};
 use super::avro::Incompatibility;
 
 /// Everything that stops `reader` from accepting documents valid under `writer`.
-pub fn check(reader: &Value, writer: &Value) -> Vec<Incompatibility> {
-    let mut checker = Checker { reader_root: reader, writer_root: writer, found: Vec::new(), seen: HashSet::new() };
+pub(crate) fn check(reader: &Value, writer: &Value, budget: &super::Budget) -> Vec<Incompatibility> {
+    let memo = std::cell::RefCell::default();
+    let mut checker = Checker {
+        reader_root: reader,
+        writer_root: writer,
+        roots_equal: reader == writer,
+        found: Vec::new(),
+        seen: HashSet::new(),
+        budget,
+        memo: &memo,
+        depth: 0,
+    };
     checker.compare(reader, writer, String::new());
     checker.found
 }
@@ -38,9 +48,15 @@ pub fn check(reader: &Value, writer: &Value) -> Vec<Incompatibility> {
 struct Checker<'a> {
     reader_root: &'a Value,
     writer_root: &'a Value,
+    roots_equal: bool,
     found: Vec<Incompatibility>,
     /// Pairs of `$ref`s already being compared, so recursive schemas terminate.
     seen: HashSet<(String, String)>,
+    budget: &'a super::Budget,
+    /// Whether a reader (sub)schema accepts a writer's, by their addresses: `anyOf` branches are
+    /// tried again and again, which nested `anyOf`s would make exponential.
+    memo: &'a std::cell::RefCell<std::collections::HashMap<(usize, usize), bool>>,
+    depth: usize,
 }
 
 const TYPES: [&str; 7] = ["null", "boolean", "object", "array", "number", "string", "integer"];
@@ -69,6 +85,18 @@ impl<'a> Checker<'a> {
     where
         'a: 'b,
     {
+        if !self.budget.step(self.depth) {
+            return;
+        }
+        self.depth += 1;
+        self.compare_resolved(reader, writer, at);
+        self.depth -= 1;
+    }
+
+    fn compare_resolved<'b>(&mut self, reader: &'b Value, writer: &'b Value, at: String)
+    where
+        'a: 'b,
+    {
         let (reader_ref, writer_ref) = (ref_of(reader), ref_of(writer));
         if let (Some(r), Some(w)) = (reader_ref, writer_ref)
             && !self.seen.insert((r.to_owned(), w.to_owned()))
@@ -77,7 +105,11 @@ impl<'a> Checker<'a> {
         }
         let reader = Self::resolve(self.reader_root, reader);
         let writer = Self::resolve(self.writer_root, writer);
-        if reader == writer || accepts_anything(reader) || rejects_everything(writer) {
+        // Equal text means equal schemas only if its `$ref`s lead to equal places.
+        if (reader == writer && (self.roots_equal || !contains_ref(reader)))
+            || accepts_anything(reader)
+            || rejects_everything(writer)
+        {
             return;
         }
         if rejects_everything(reader) {
@@ -86,7 +118,7 @@ impl<'a> Checker<'a> {
         }
         let (Some(r), Some(w)) = (reader.as_object(), writer.as_object()) else { return };
 
-        if self.combinators(r, w, &at) {
+        if self.combinators(reader, writer, r, w, &at) {
             return;
         }
         self.types(r, w, &at);
@@ -98,7 +130,14 @@ impl<'a> Checker<'a> {
     }
 
     /// `anyOf`/`oneOf` branches; other combinators must be unchanged. True when handled.
-    fn combinators(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) -> bool {
+    fn combinators(
+        &mut self,
+        reader: &Value,
+        writer: &Value,
+        r: &Map<String, Value>,
+        w: &Map<String, Value>,
+        at: &str,
+    ) -> bool {
         for key in ["allOf", "not", "if", "then", "else", "dependentSchemas", "patternProperties"] {
             if r.get(key) != w.get(key) && r.get(key).is_some() {
                 self.report(
@@ -125,8 +164,7 @@ impl<'a> Checker<'a> {
             }
             (Some((rb, any)), None) => {
                 let key = if any { "anyOf" } else { "oneOf" };
-                let writer = Value::Object(w.clone());
-                if !rb.iter().any(|b| self.reads(b, &writer)) {
+                if !rb.iter().any(|b| self.reads(b, writer)) {
                     self.report(
                         "SUM_TYPE_NARROWED",
                         &format!("{at}/{key}"),
@@ -137,9 +175,8 @@ impl<'a> Checker<'a> {
             }
             (None, Some((wb, any))) => {
                 let key = if any { "anyOf" } else { "oneOf" };
-                let reader = Value::Object(r.clone());
                 for (i, branch) in wb.iter().enumerate() {
-                    if !self.reads(&reader, branch) {
+                    if !self.reads(reader, branch) {
                         self.report(
                             "SUM_TYPE_NARROWED",
                             &format!("{at}/{key}/{i}"),
@@ -154,14 +191,24 @@ impl<'a> Checker<'a> {
 
     /// Whether `reader` accepts everything `writer` does, without reporting.
     fn reads(&self, reader: &Value, writer: &Value) -> bool {
+        let key = (std::ptr::from_ref(reader) as usize, std::ptr::from_ref(writer) as usize);
+        if let Some(known) = self.memo.borrow().get(&key) {
+            return *known;
+        }
         let mut probe = Checker {
             reader_root: self.reader_root,
             writer_root: self.writer_root,
+            roots_equal: self.roots_equal,
             found: Vec::new(),
             seen: self.seen.clone(),
+            budget: self.budget,
+            memo: self.memo,
+            depth: self.depth,
         };
         probe.compare(reader, writer, String::new());
-        probe.found.is_empty()
+        let reads = probe.found.is_empty() && !self.budget.exceeded();
+        self.memo.borrow_mut().insert(key, reads);
+        reads
     }
 
     fn types(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
@@ -354,6 +401,14 @@ fn branches(schema: &Map<String, Value>) -> Option<(&Vec<Value>, bool)> {
     match schema.get("anyOf").and_then(Value::as_array) {
         Some(any) => Some((any, true)),
         None => schema.get("oneOf").and_then(Value::as_array).map(|one| (one, false)),
+    }
+}
+
+fn contains_ref(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => map.iter().any(|(key, value)| key == "$ref" || contains_ref(value)),
+        Value::Array(items) => items.iter().any(contains_ref),
+        _ => false,
     }
 }
 

@@ -160,14 +160,56 @@ pub fn check(mode: Mode, new: &Parsed, earlier: &[(u32, Parsed)]) -> Vec<Finding
 
 /// Whether `reader` reads what `writer` wrote.
 pub fn pair(reader: &Parsed, writer: &Parsed) -> Vec<Incompatibility> {
-    match (reader, writer) {
-        (Parsed::Avro(r), Parsed::Avro(w)) => avro::check(r, w),
-        (Parsed::Json(r), Parsed::Json(w)) => json_schema::check(r, w),
+    let budget = Budget::default();
+    let mut found = match (reader, writer) {
+        (Parsed::Avro(r), Parsed::Avro(w)) => avro::check(r, w, &budget),
+        (Parsed::Json(r), Parsed::Json(w)) => json_schema::check(r, w, &budget),
         _ => vec![Incompatibility {
             kind: "SCHEMA_TYPE_CHANGED",
             location: "/".into(),
             message: "the schema type changed (Avro ↔ JSON Schema)".into(),
         }],
+    };
+    if budget.exceeded() {
+        found.push(Incompatibility {
+            kind: "COMPARISON_LIMIT_EXCEEDED",
+            location: "/".into(),
+            message: format!(
+                "comparing the schemas takes more than {} steps or nests deeper than {} levels; Sluice refuses \
+                 rather than guess",
+                Budget::MAX_STEPS,
+                Budget::MAX_DEPTH
+            ),
+        });
+    }
+    found
+}
+
+/// The work one comparison of two schemas may do. Recursive types end where a pair of named
+/// types (or `$ref`s) repeats, but unions and `anyOf` try branches, which multiplies the work
+/// with each level, and a chain of references can nest as deep as the schema is long: a hostile
+/// schema would otherwise hang a registration or overflow the stack.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    steps: std::cell::Cell<usize>,
+    exceeded: std::cell::Cell<bool>,
+}
+
+impl Budget {
+    pub(crate) const MAX_STEPS: usize = 100_000;
+    pub(crate) const MAX_DEPTH: usize = 128;
+
+    /// Counts one comparison at `depth`; false once the comparison must stop (and from then on).
+    pub(crate) fn step(&self, depth: usize) -> bool {
+        self.steps.set(self.steps.get() + 1);
+        if self.steps.get() > Self::MAX_STEPS || depth > Self::MAX_DEPTH {
+            self.exceeded.set(true);
+        }
+        !self.exceeded.get()
+    }
+
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.get()
     }
 }
 

@@ -418,6 +418,7 @@ fn avro_evolution_cases() {
 /// every case on whether it is compatible, so the table is not only our own reading of the spec.
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_cases_agree_with_avros_java_checker_in_apicurio() {
+    let _deadline = sluice_tests::deadline();
     let url = tokio::task::spawn_blocking(|| sluice_tests::Apicurio::shared().ccompat_url()).await.expect("apicurio");
     let http = reqwest::Client::new();
     let send = |method: reqwest::Method, path: String, body: Value| {
@@ -699,4 +700,75 @@ fn a_changed_schema_type_is_incompatible() {
     let avro = parse(SchemaType::Avro, &json!({"type": "string"}));
     let json = parse(SchemaType::Json, &json!({"type": "string"}));
     assert_eq!(check(Mode::Backward, &json, &[(1, avro)])[0].incompatibility.kind, "SCHEMA_TYPE_CHANGED");
+}
+
+/// Avro records `L{k}a` and `L{k}b` for each level, both holding a union of the two records of
+/// the level below; level 0's records hold a `leaf`. Each named type is defined where first used.
+fn avro_union_ladder(levels: usize, leaf: &str) -> Value {
+    fn refs(k: usize) -> Value {
+        json!([format!("L{k}a"), format!("L{k}b")])
+    }
+    fn b(k: usize, leaf: &str) -> Value {
+        let inner = if k == 0 { json!(leaf) } else { refs(k - 1) };
+        json!({"type": "record", "name": format!("L{k}b"), "fields": [{"name": "v", "type": inner}]})
+    }
+    fn a(k: usize, leaf: &str) -> Value {
+        let inner = if k == 0 { json!(leaf) } else { json!([a(k - 1, leaf), b(k - 1, leaf)]) };
+        json!({"type": "record", "name": format!("L{k}a"), "fields": [{"name": "v", "type": inner}]})
+    }
+    json!({"type": "record", "name": "Top", "fields": [{"name": "v", "type": [a(levels, leaf), b(levels, leaf)]}]})
+}
+
+#[test]
+fn hostile_avro_unions_end_within_the_budget() {
+    let writer = parse(SchemaType::Avro, &avro_union_ladder(24, "int"));
+    let reader = parse(SchemaType::Avro, &avro_union_ladder(24, "string"));
+    let findings = super::pair(&reader, &writer);
+    assert!(!findings.is_empty(), "int → string at the bottom is incompatible");
+    // The same schema is compatible with itself however deep the ladder: branches already
+    // compared are remembered, so the work grows with the schema, not exponentially.
+    let same = super::pair(&writer, &writer);
+    assert!(same.is_empty(), "{same:?}");
+}
+
+#[test]
+fn hostile_json_schemas_end_within_the_budget() {
+    // A chain of 5,000 references, each one level deeper: comparing it nests as deep as it is long.
+    let chain = |leaf: &str| {
+        let mut defs = serde_json::Map::new();
+        for i in 0..5_000 {
+            defs.insert(
+                format!("d{i}"),
+                json!({"type": "object", "properties": {"n": {"$ref": format!("#/$defs/d{}", i + 1)}}}),
+            );
+        }
+        defs.insert("d5000".into(), json!({"type": leaf}));
+        json!({"$defs": defs, "$ref": "#/$defs/d0"})
+    };
+    let findings = super::pair(&parse(SchemaType::Json, &chain("integer")), &parse(SchemaType::Json, &chain("string")));
+    assert!(findings.iter().any(|f| f.kind == "COMPARISON_LIMIT_EXCEEDED"), "{findings:?}");
+
+    // anyOf at every level, two branches each: exponential without a budget.
+    let ladder = |leaf: &str| {
+        let mut defs = serde_json::Map::new();
+        for i in 0..40 {
+            let next = json!({"$ref": format!("#/$defs/d{}", i + 1)});
+            defs.insert(
+                format!("d{i}"),
+                json!({"anyOf": [{"type": "object", "properties": {"a": next}}, {"type": "object", "properties": {"b": next}}]}),
+            );
+        }
+        defs.insert("d40".into(), json!({"type": leaf}));
+        json!({"$defs": defs, "$ref": "#/$defs/d0"})
+    };
+    let findings =
+        super::pair(&parse(SchemaType::Json, &ladder("integer")), &parse(SchemaType::Json, &ladder("string")));
+    assert!(!findings.is_empty() && findings.iter().all(|f| f.kind != "COMPARISON_LIMIT_EXCEEDED"), "{findings:?}");
+    let same = super::pair(&parse(SchemaType::Json, &ladder("string")), &parse(SchemaType::Json, &ladder("string")));
+    assert!(same.is_empty(), "{same:?}");
+
+    // A schema that is its own property, on both sides: compatible, and found so at once.
+    let recursive = json!({"type": "object", "properties": {"next": {"$ref": "#"}, "v": {"type": "string"}}});
+    let findings = super::pair(&parse(SchemaType::Json, &recursive), &parse(SchemaType::Json, &recursive));
+    assert!(findings.is_empty(), "{findings:?}");
 }
