@@ -283,8 +283,10 @@ async fn start_deliveries(
     let guard = Guard::new(allowed);
     let http = reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
-        // A redirect could lead anywhere, past the address checks.
+        // A redirect could lead anywhere, past the address checks; so could a proxy (it resolves
+        // the subscriber's name itself), so HTTP(S)_PROXY and ALL_PROXY are ignored.
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .pool_max_idle_per_host(config.delivery.max_idle_connections_per_host)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
@@ -305,6 +307,8 @@ async fn start_deliveries(
         max_prefetch_kbytes: config.delivery.max_prefetch_kbytes,
         tracing: tracing.clone(),
         sealer: Arc::new(Sealer::new(&config.delivery.secrets_keys).map_err(|e| anyhow::anyhow!("[delivery] {e}"))?),
+        internal: config.internal_topics(),
+        max_subscriptions: config.delivery.max_subscriptions,
     };
     Ok(Deliveries::start(log, config.subscriptions.clone(), deps, guard).await)
 }

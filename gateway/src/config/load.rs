@@ -139,20 +139,24 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             Some(auth),
             Some(limits),
             Some(telemetry),
-        ) if problems.is_empty() => Ok(Config {
-            http,
-            kafka,
-            registry,
-            topics,
-            plugins,
-            plugin_host,
-            admin,
-            subscriptions,
-            delivery,
-            auth,
-            limits,
-            telemetry,
-        }),
+        ) if problems.is_empty() => {
+            let config = Config {
+                http,
+                kafka,
+                registry,
+                topics,
+                plugins,
+                plugin_host,
+                admin,
+                subscriptions,
+                delivery,
+                auth,
+                limits,
+                telemetry,
+            };
+            validate::internal_topics(&config, &mut problems);
+            if problems.is_empty() { Ok(config) } else { Err(problems) }
+        }
         _ => Err(problems),
     }
 }

@@ -55,6 +55,42 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
+impl Config {
+    /// The topics this gateway keeps its own state in.
+    pub fn internal_topics(&self) -> InternalTopics {
+        let mut names = vec![self.delivery.topic.clone(), self.plugin_host.topic.clone()];
+        if self.registry.is_embedded() {
+            names.push(self.registry.topic.clone());
+        }
+        InternalTopics::new(names)
+    }
+}
+
+/// Topics no route, subscription or dead letter topic may name: the gateway's own state
+/// (subscriptions with their sealed secrets, plugins, schemas), anything named `_sluice…`, and
+/// Kafka's own (`__consumer_offsets`, `__transaction_state`, …). Reading them would hand one
+/// tenant another's data; writing them would corrupt every replica's state.
+#[derive(Debug, Clone, Default)]
+pub struct InternalTopics {
+    names: std::collections::BTreeSet<String>,
+}
+
+impl InternalTopics {
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        Self { names: names.into_iter().collect() }
+    }
+
+    /// # Examples
+    /// ```
+    /// let internal = sluice::config::InternalTopics::new(["state".to_owned()]);
+    /// assert!(internal.contains("state") && internal.contains("_sluice_x") && internal.contains("__consumer_offsets"));
+    /// assert!(!internal.contains("orders.placed"));
+    /// ```
+    pub fn contains(&self, topic: &str) -> bool {
+        topic.starts_with("_sluice") || topic.starts_with("__") || self.names.contains(topic)
+    }
+}
+
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +227,9 @@ pub struct DeliveryConfig {
     /// subscriptions in `topic`; the first encrypts, all decrypt (rotation). Default none:
     /// secrets are stored as given.
     pub secrets_keys: Vec<String>,
+    /// Subscriptions the API may create (those in this file do not count); each has a consumer
+    /// group, a worker on every replica and its own metric series. Default 1000.
+    pub max_subscriptions: usize,
 }
 
 impl std::fmt::Debug for DeliveryConfig {
@@ -202,6 +241,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("max_buffered_records", &self.max_buffered_records)
             .field("max_prefetch_kbytes", &self.max_prefetch_kbytes)
             .field("secrets_keys", &format_args!("<{} redacted>", self.secrets_keys.len()))
+            .field("max_subscriptions", &self.max_subscriptions)
             .finish()
     }
 }
@@ -215,6 +255,7 @@ impl Default for DeliveryConfig {
             max_buffered_records: 10_000,
             max_prefetch_kbytes: 2048,
             secrets_keys: Vec::new(),
+            max_subscriptions: 1000,
         }
     }
 }
@@ -252,8 +293,30 @@ pub struct PluginConfig {
     /// Host directories the plugin may read: guest path → host path. Default none.
     #[serde(default)]
     pub dirs: BTreeMap<String, String>,
+    /// Calls of the plugin running at once; beyond it, a call is not made and the route's
+    /// `on_plugin_error` policy answers at once. Default 8.
+    #[serde(default = "default_plugin_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Failed calls in a row (timeouts, traps, memory, bad output) after which the plugin's
+    /// circuit breaker opens: its calls are refused at once for `circuit_cooldown_ms`, then a
+    /// trial call decides. Default 5.
+    #[serde(default = "default_plugin_circuit_failures")]
+    pub circuit_failures: u32,
+    /// How long an open breaker refuses calls (doubling, up to 16 times, while trial calls
+    /// fail). Default 5000 ms.
+    #[serde(default = "default_plugin_circuit_cooldown_ms")]
+    pub circuit_cooldown_ms: u64,
 }
 
+fn default_plugin_max_concurrency() -> usize {
+    8
+}
+fn default_plugin_circuit_failures() -> u32 {
+    5
+}
+fn default_plugin_circuit_cooldown_ms() -> u64 {
+    5000
+}
 fn default_plugin_timeout_ms() -> u64 {
     50
 }

@@ -246,6 +246,15 @@ pub(super) fn plugins(plugins: &[PluginConfig], host: Option<&PluginHostConfig>,
         if plugin.timeout_ms == 0 {
             problems.push(Problem::new(at("timeout_ms"), "must be greater than 0"));
         }
+        if plugin.max_concurrency == 0 {
+            problems.push(Problem::new(at("max_concurrency"), "must be greater than 0"));
+        }
+        if plugin.circuit_failures == 0 {
+            problems.push(Problem::new(at("circuit_failures"), "must be greater than 0"));
+        }
+        if plugin.circuit_cooldown_ms == 0 {
+            problems.push(Problem::new(at("circuit_cooldown_ms"), "must be greater than 0"));
+        }
         if plugin.memory_mb == 0 || plugin.memory_mb > max_memory_mb {
             problems.push(Problem::new(
                 at("memory_mb"),
@@ -312,6 +321,27 @@ pub(super) fn delivery(delivery: &DeliveryConfig, problems: &mut Vec<Problem>) {
                 format!("delivery.allow_networks[{i}]"),
                 format!("'{network}' is not a CIDR like 10.0.0.0/8"),
             ));
+        }
+    }
+}
+
+/// No route, dead letter topic or subscription may use an internal topic.
+pub(super) fn internal_topics(config: &super::Config, problems: &mut Vec<Problem>) {
+    let internal = config.internal_topics();
+    let refuse = |problems: &mut Vec<Problem>, at: String, topic: &str| {
+        problems.push(Problem::new(at, format!("'{topic}' is an internal topic (Sluice's own state or Kafka's)")));
+    };
+    for (i, topic) in config.topics.iter().enumerate() {
+        if internal.contains(&topic.name) {
+            refuse(problems, format!("topics[{i}].name"), &topic.name);
+        }
+        if let Some(dlq) = topic.dead_letter_topic.as_deref().filter(|t| internal.contains(t)) {
+            refuse(problems, format!("topics[{i}].dead_letter_topic"), dlq);
+        }
+    }
+    for (i, subscription) in config.subscriptions.iter().enumerate() {
+        for (field, message) in subscription.internal_topic_problems(&internal) {
+            problems.push(Problem::new(format!("subscriptions[{i}].{}", field.replace('/', ".")), message));
         }
     }
 }

@@ -51,6 +51,8 @@ pub enum SubscriptionError {
     Declared(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("this gateway already has its limit of {0} API-created subscriptions ([delivery] max_subscriptions)")]
+    TooMany(usize),
     #[error("subscriptions are unavailable: {0}")]
     Unavailable(String),
 }
@@ -192,20 +194,28 @@ impl Deliveries {
         self.reseal_stale();
         let wanted: BTreeMap<String, (SubscriptionSpec, u64)> = {
             let state = self.log.read();
+            let metrics = crate::telemetry::metrics::metrics();
             self.specs(&state)
                 .into_iter()
                 .filter_map(|(name, (spec, _))| {
                     let record = state.state(&name);
+                    metrics.subscription_state(&name, record.state.as_str());
                     (record.state == RunState::Active).then_some((name, (spec, record.generation)))
                 })
                 .collect()
         };
+        let existing: BTreeSet<String> = self.specs(&self.log.read()).into_keys().collect();
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         running.retain(|name, worker| {
             let keep = wanted.get(name).is_some_and(|(_, generation)| *generation == worker.generation);
             if !keep {
                 tracing::info!(subscription = name, "stopping delivery on this replica");
                 let _ = worker.stop.send(true);
+                if !existing.contains(name) {
+                    // Deleted: its series go too, so that creating and deleting subscriptions
+                    // cannot grow the metrics without bound.
+                    crate::telemetry::metrics::metrics().forget_subscription(name);
+                }
             }
             keep
         });
@@ -310,7 +320,8 @@ impl Deliveries {
 
     /// Creates a subscription through the API.
     pub async fn create(&self, spec: SubscriptionSpec) -> Result<(), SubscriptionError> {
-        let problems = spec.problems();
+        let mut problems = spec.problems();
+        problems.extend(spec.internal_topic_problems(&self.deps.internal));
         if !problems.is_empty() {
             return Err(SubscriptionError::Invalid(problems));
         }
@@ -318,6 +329,9 @@ impl Deliveries {
         let name = spec.name.clone();
         if self.declared.contains_key(&name) || self.log.read().created.contains_key(&name) {
             return Err(SubscriptionError::Exists(name));
+        }
+        if self.log.read().created.len() >= self.deps.max_subscriptions {
+            return Err(SubscriptionError::TooMany(self.deps.max_subscriptions));
         }
         let start = spec.start_position().map_err(SubscriptionError::BadRequest)?;
         // A subscription starting at a time starts paused, gets its offsets, then runs.
@@ -511,9 +525,9 @@ impl Deliveries {
         })
     }
 
-    /// The topics a subscription delivers from (what access to it is decided by).
-    pub fn topics(&self, name: &str) -> Result<Vec<String>, SubscriptionError> {
-        self.require(name).map(|spec| spec.topics)
+    /// A subscription's spec (what access to it is decided by).
+    pub fn spec(&self, name: &str) -> Result<SubscriptionSpec, SubscriptionError> {
+        self.require(name)
     }
 
     fn require(&self, name: &str) -> Result<SubscriptionSpec, SubscriptionError> {

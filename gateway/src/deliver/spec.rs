@@ -41,6 +41,10 @@ pub struct SubscriptionSpec {
     pub retry: RetryPolicy,
     /// Where events go when retries run out (required).
     pub dead_letter_topic: String,
+    /// The principal that created it through the API; only it (or an admin) may see and manage
+    /// it. Set by the gateway, never taken from a request; `None` for the configuration file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl std::fmt::Debug for SubscriptionSpec {
@@ -63,6 +67,24 @@ fn default_concurrency() -> usize {
 }
 fn default_timeout_ms() -> u64 {
     10_000
+}
+
+/// Upper bounds on a subscription's numbers, so that one subscription cannot hold a
+/// connection, a delivery slot or a record for ever, or make the gateway keep unbounded state.
+pub mod bounds {
+    pub const NAME_CHARS: usize = 200;
+    pub const TOPICS: usize = 100;
+    pub const URL_CHARS: usize = 2048;
+    pub const SECRETS: usize = 10;
+    pub const PLUGINS: usize = 16;
+    pub const CONCURRENCY: usize = 10_000;
+    /// 5 minutes.
+    pub const TIMEOUT_MS: u64 = 300_000;
+    pub const MAX_ATTEMPTS: u32 = 1_000_000;
+    /// 1 day.
+    pub const BACKOFF_MS: u64 = 86_400_000;
+    /// 7 days.
+    pub const MAX_ELAPSED_MS: u64 = 604_800_000;
 }
 
 /// Delivery order.
@@ -120,20 +142,31 @@ impl SubscriptionSpec {
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         let mut problem = |field: &str, message: String| problems.push((field.to_owned(), message));
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        if self.name.is_empty()
+            || self.name.len() > bounds::NAME_CHARS
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            problem("name", "use ASCII letters, digits, '-', '_' and '.'".into());
+            problem("name", format!("use 1 to {} ASCII letters, digits, '-', '_' and '.'", bounds::NAME_CHARS));
         }
-        if self.topics.is_empty() {
-            problem("topics", "list at least one topic".into());
+        if self.topics.is_empty() || self.topics.len() > bounds::TOPICS {
+            problem("topics", format!("list 1 to {} topics", bounds::TOPICS));
+        }
+        if self.url.len() > bounds::URL_CHARS {
+            problem("url", format!("must be at most {} characters", bounds::URL_CHARS));
         }
         match reqwest::Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
             Ok(_) => problem("url", "must be an http(s) URL with a host".into()),
             Err(e) => problem("url", format!("not a URL: {e}")),
         }
-        if self.secrets.is_empty() {
-            problem("secrets", "give at least one signing secret (whsec_ + base64 of 16 or more random bytes)".into());
+        if self.secrets.is_empty() || self.secrets.len() > bounds::SECRETS {
+            problem(
+                "secrets",
+                format!("give 1 to {} signing secrets (whsec_ + base64 of 16 or more random bytes)", bounds::SECRETS),
+            );
+        }
+        if self.plugins.len() > bounds::PLUGINS {
+            problem("plugins", format!("at most {} plugins", bounds::PLUGINS));
         }
         for (i, secret) in self.secrets.iter().enumerate() {
             if let Err(e) = secret.parse::<Secret>() {
@@ -143,17 +176,35 @@ impl SubscriptionSpec {
         if let Err(e) = self.start_position() {
             problem("start", e);
         }
-        if self.concurrency == 0 || self.concurrency > 10_000 {
-            problem("concurrency", "must be between 1 and 10000".into());
-        }
-        if self.timeout_ms == 0 {
-            problem("timeout_ms", "must be greater than 0".into());
-        }
-        if self.retry.max_attempts == 0 {
-            problem("retry/max_attempts", "must be at least 1".into());
-        }
+        let mut range = |field: &str, value: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&value) {
+                problem(field, format!("must be between {min} and {max}"));
+            }
+        };
+        range("concurrency", self.concurrency as u64, 1, bounds::CONCURRENCY as u64);
+        range("timeout_ms", self.timeout_ms, 1, bounds::TIMEOUT_MS);
+        range("retry/max_attempts", u64::from(self.retry.max_attempts), 1, u64::from(bounds::MAX_ATTEMPTS));
+        range("retry/initial_backoff_ms", self.retry.initial_backoff_ms, 1, bounds::BACKOFF_MS);
+        range("retry/max_backoff_ms", self.retry.max_backoff_ms, 1, bounds::BACKOFF_MS);
+        range("retry/max_elapsed_ms", self.retry.max_elapsed_ms, 1, bounds::MAX_ELAPSED_MS);
         if self.dead_letter_topic.is_empty() || self.topics.contains(&self.dead_letter_topic) {
             problem("dead_letter_topic", "must name a topic other than the subscribed ones".into());
+        }
+        problems
+    }
+
+    /// Problems with the topics it names, given the gateway's internal topics.
+    pub fn internal_topic_problems(&self, internal: &crate::config::InternalTopics) -> Vec<(String, String)> {
+        let why = |topic: &str| format!("'{topic}' is an internal topic (Sluice's own state or Kafka's)");
+        let mut problems: Vec<(String, String)> = self
+            .topics
+            .iter()
+            .enumerate()
+            .filter(|(_, topic)| internal.contains(topic))
+            .map(|(i, topic)| (format!("topics/{i}"), why(topic)))
+            .collect();
+        if internal.contains(&self.dead_letter_topic) {
+            problems.push(("dead_letter_topic".into(), why(&self.dead_letter_topic)));
         }
         problems
     }

@@ -35,6 +35,16 @@ pub enum RunState {
     Disabled,
 }
 
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Active => "active",
+            RunState::Paused => "paused",
+            RunState::Disabled => "disabled",
+        }
+    }
+}
+
 /// A subscription's stored state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct StateRecord {

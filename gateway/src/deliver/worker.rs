@@ -46,6 +46,9 @@ use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
 /// How often done offsets are committed.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// How much of a subscriber's 2xx answer is read (and discarded) before its connection is
+/// dropped instead.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
 /// Records taken from the consumer at once when more are ready.
 const BATCH: usize = 256;
 
@@ -66,6 +69,10 @@ pub struct Deps {
     pub tracing: trace::Tracing,
     /// Encrypts the signing secrets of API-created subscriptions in the store.
     pub sealer: Arc<super::seal::Sealer>,
+    /// Topics no subscription may read or dead-letter to.
+    pub internal: crate::config::InternalTopics,
+    /// Subscriptions the API may create.
+    pub max_subscriptions: usize,
 }
 
 /// Counters and the last error, for the status API.
@@ -565,8 +572,21 @@ async fn handle(
     let mut body = body;
     for name in &spec.plugins {
         let Some(plugin) = deps.plugins.get(name).filter(|p| p.implements(Hooks::CONSUME)) else { continue };
-        let event = plugin_event(&record, body.clone());
-        let decision = plugin.on_consume(std::slice::from_ref(&event)).map(|mut d| d.remove(0));
+        let mut waited = 0;
+        let decision = loop {
+            let (_, decision) = plugin.consume(vec![plugin_event(&record, body.clone())]).await;
+            match decision {
+                // Not called (at its limit of calls at once, or its breaker open): not the
+                // event's fault, so it waits instead of being dead-lettered.
+                Err(error) if error.is_unavailable() => {
+                    waited += 1;
+                    if wait(spec.retry.backoff(waited, jitter()), &mut stop).await {
+                        return Outcome::Aborted;
+                    }
+                }
+                other => break other.map(|mut d| d.remove(0)),
+            }
+        };
         match decision {
             Ok(PluginDelivery::Deliver) => {}
             Ok(PluginDelivery::Modify(changes)) => {
@@ -598,6 +618,11 @@ async fn handle(
         let (status, error, retry_after) = match posted {
             Ok(_) => {
                 stats.handled(&spec.name, Handled::Delivered);
+                if let Some(written) = record.timestamp().to_millis() {
+                    let age = crate::telemetry::now_ms().saturating_sub(written);
+                    crate::telemetry::metrics::metrics()
+                        .delivered_after(&spec.name, Duration::from_millis(u64::try_from(age).unwrap_or(0)));
+                }
                 return Outcome::Done;
             }
             Err(Failed::Gone) => return Outcome::Gone(format!("{} answered 410 Gone", spec.url)),
@@ -617,13 +642,18 @@ async fn handle(
             || started.elapsed() >= Duration::from_millis(spec.retry.max_elapsed_ms);
         let decision = match &failure_hook {
             Some(plugin) if !exhausted => plugin
-                .on_failure(&Failure {
+                .failure(Failure {
                     event: plugin_event(&record, body.clone()),
                     attempt: attempts,
                     status,
                     error: error.clone(),
                 })
-                .unwrap_or_else(|e| Decision::DeadLetter(format!("failure hook failed: {e}"))),
+                .await
+                .unwrap_or_else(|e| match e {
+                    // The hook could not be asked: retry as if it had no opinion.
+                    e if e.is_unavailable() => Decision::RetryAfter(0),
+                    e => Decision::DeadLetter(format!("failure hook failed: {e}")),
+                }),
             _ if exhausted => Decision::DeadLetter(format!("gave up after {attempts} attempts: {error}")),
             _ => Decision::RetryAfter(0),
         };
@@ -782,8 +812,16 @@ async fn post(
         span.set_status(opentelemetry::trace::Status::error(status.to_string()));
     }
     if status.is_success() {
-        // Read (and discard) the body so the connection can be reused.
-        let _ = response.bytes().await;
+        // Read (and discard) a short body so the connection can be reused; a longer one is not
+        // waited for: the connection is dropped instead.
+        let mut response = response;
+        let mut read = 0;
+        while read <= MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
         return Ok(status.as_u16());
     }
     if status == reqwest::StatusCode::GONE {

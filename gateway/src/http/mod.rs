@@ -40,6 +40,7 @@ pub struct AppState {
 }
 
 pub use self::access::{Gate, Limits};
+pub use self::body::parse_events;
 pub use self::idempotency::Idempotency;
 
 /// The public router; testable without a socket (`app(state).oneshot(request)`).
@@ -52,7 +53,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(subscriptions::routes());
     if let Registry::Embedded(embedded) = &state.registry {
-        router = router.nest("/registry", embedded_registry(embedded.clone()));
+        router = router.nest("/registry", embedded_registry(embedded.clone(), state.http.max_body_bytes));
     }
     router
         .fallback(|uri: Uri| async move { Problem::not_found(uri.path()) })
@@ -70,7 +71,7 @@ async fn count_requests(request: axum::extract::Request, next: axum::middleware:
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = metric_method(request.method()).to_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let metrics = crate::telemetry::metrics::metrics();
@@ -81,6 +82,21 @@ async fn count_requests(request: axum::extract::Request, next: axum::middleware:
         .observe(started.elapsed().as_secs_f64());
     metrics.http_requests.get_or_create(&crate::telemetry::metrics::HttpLabels { route, method, status }).inc();
     response
+}
+
+/// A method as a label value: extension methods are as many as clients care to make up.
+fn metric_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The OpenAPI 3.1 document of this API (`openapi.json` beside this file; a test keeps it in
@@ -102,8 +118,8 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-fn embedded_registry(registry: Arc<EmbeddedRegistry>) -> Router<Arc<AppState>> {
-    crate::registry::embedded::api::router(registry).with_state(())
+fn embedded_registry(registry: Arc<EmbeddedRegistry>, max_body_bytes: usize) -> Router<Arc<AppState>> {
+    crate::registry::embedded::api::router(registry, max_body_bytes).with_state(())
 }
 
 /// `GET /readyz`: 200 when Kafka and the registry answer; missing topics are reported but do

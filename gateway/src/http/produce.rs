@@ -70,7 +70,7 @@ pub async fn produce(
         .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
         .collect();
     let span = trace::log_span(trace::LogPath::Produce, &context).unwrap_or_else(tracing::Span::none);
-    let response = match produce_events(&app, route, &bytes, &carried).instrument(span).await {
+    let response = match produce_events(&app, &principal, route, &bytes, &carried).instrument(span).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     };
@@ -87,12 +87,14 @@ pub async fn produce(
 
 async fn produce_events(
     app: &AppState,
+    principal: &Principal,
     route: &Arc<Route>,
     bytes: &[u8],
     context: &[Header],
 ) -> Result<Response, Problem> {
     let events = parse_events(bytes, app.http.max_events_per_request)?;
-    let results = app.pipeline.produce(route, &events, context).await.map_err(batch_problem)?;
+    let may_produce = |topic: &str| principal.allows(Permission::Produce(topic));
+    let results = app.pipeline.produce(route, &events, context, &may_produce).await.map_err(batch_problem)?;
     Ok(respond(&results))
 }
 
@@ -101,6 +103,9 @@ fn batch_problem(error: BatchError) -> Problem {
         BatchError::Schema { error: registry_error, .. } => {
             let slug = match registry_error {
                 RegistryError::Unavailable(_) => "registry-unavailable",
+                // The registry serves a schema this gateway cannot use (outside its bounds, or
+                // of another format than the route's): only the operator can fix it.
+                RegistryError::InvalidSchema(_) => "schema-unusable",
                 _ => "schema-unavailable",
             };
             tracing::warn!(error = %error, "refusing a produce request: schema unavailable");

@@ -56,6 +56,9 @@ fn problem(error: SubscriptionError) -> Problem {
         SubscriptionError::NotFound(_) => {
             Problem::new(StatusCode::NOT_FOUND, "unknown-subscription", "Unknown subscription", error.to_string())
         }
+        SubscriptionError::TooMany(_) => {
+            Problem::new(StatusCode::CONFLICT, "too-many-subscriptions", "Too many subscriptions", error.to_string())
+        }
         SubscriptionError::BadRequest(detail) => {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid body", detail)
         }
@@ -91,9 +94,25 @@ fn may_subscribe(principal: &Principal, topics: &[String]) -> Result<(), Problem
     Ok(())
 }
 
-/// The subscription's topics must all be the principal's to subscribe to.
+/// Whether the principal may see and manage a subscription: an admin may; anyone else only
+/// one it owns (created through the API, or named its `owner` in the configuration file), and
+/// only while it may still subscribe to all of its topics.
+fn owns(principal: &Principal, spec: &SubscriptionSpec) -> bool {
+    principal.allows(Permission::Admin)
+        || (spec.owner.as_deref() == Some(principal.name.as_str())
+            && spec.topics.iter().all(|t| principal.allows(Permission::Subscribe(t))))
+}
+
 fn may_manage(app: &AppState, principal: &Principal, name: &str) -> Result<(), Problem> {
-    may_subscribe(principal, &app.deliveries.topics(name).map_err(problem)?)
+    let spec = app.deliveries.spec(name).map_err(problem)?;
+    if owns(principal, &spec) {
+        Ok(())
+    } else {
+        Err(Problem::from(crate::auth::AuthError::Forbidden {
+            principal: principal.name.clone(),
+            needed: format!("admin, or to own subscription '{name}'"),
+        }))
+    }
 }
 
 async fn create(
@@ -102,8 +121,9 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let spec: SubscriptionSpec = json_body(&headers, body, app.http.max_body_bytes).await?;
+    let mut spec: SubscriptionSpec = json_body(&headers, body, app.http.max_body_bytes).await?;
     may_subscribe(&principal, &spec.topics)?;
+    spec.owner = Some(principal.name.clone());
     // The gateway writes the dead letters in the caller's name: a key must not reach a topic
     // it could not produce to through a subscription's dead letter topic.
     principal.require(Permission::Produce(&spec.dead_letter_topic))?;
@@ -115,7 +135,7 @@ async fn create(
 
 async fn list(State(app): State<Arc<AppState>>, Extension(principal): Extension<Arc<Principal>>) -> Response {
     let mut subscriptions = app.deliveries.list().await;
-    subscriptions.retain(|s| s.spec.topics.iter().all(|t| principal.allows(Permission::Subscribe(t))));
+    subscriptions.retain(|s| owns(&principal, &s.spec));
     axum::Json(json!({ "subscriptions": subscriptions })).into_response()
 }
 

@@ -52,8 +52,13 @@ pub struct Outcome {
     pub stopped: Vec<(usize, Stop)>,
 }
 
-/// Runs `plugins` in order over `items`.
-pub fn run(plugins: &[(String, Option<Arc<LoadedPlugin>>)], mut items: Vec<Item>, policy: OnPluginError) -> Outcome {
+/// Runs `plugins` in order over `items`, each call on the blocking pool (see
+/// [`LoadedPlugin::produce`]).
+pub async fn run(
+    plugins: &[(String, Option<Arc<LoadedPlugin>>)],
+    mut items: Vec<Item>,
+    policy: OnPluginError,
+) -> Outcome {
     let mut stopped = Vec::new();
     for (name, plugin) in plugins {
         if items.is_empty() {
@@ -81,7 +86,8 @@ pub fn run(plugins: &[(String, Option<Arc<LoadedPlugin>>)], mut items: Vec<Item>
                 e.push(item.event);
                 (o, k, e)
             });
-        let actions = match plugin.on_produce(&events) {
+        let (events, answer) = plugin.produce(events).await;
+        let actions = match answer {
             Ok(actions) => actions,
             Err(error) => {
                 let rebuilt = zip_items(origins, key_sets, events);

@@ -11,6 +11,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Action, Decision, Delivery, Event, Failure, Hooks, Info, Level, Plugin, PluginPre};
+use super::breaker::{Admission, AdmissionLimits, CircuitStatus, Refusal};
 use super::engine::EPOCH_TICK;
 
 /// What an operator lets a plugin do, and its limits.
@@ -32,6 +33,8 @@ pub struct Grants {
     pub network: bool,
     /// Host directories the plugin may read, by the path it sees them at (none by default).
     pub dirs: BTreeMap<String, String>,
+    /// Calls at once, and the circuit breaker.
+    pub admission: AdmissionLimits,
 }
 
 impl Default for Grants {
@@ -45,6 +48,7 @@ impl Default for Grants {
             stdio: false,
             network: false,
             dirs: BTreeMap::new(),
+            admission: AdmissionLimits::default(),
         }
     }
 }
@@ -62,6 +66,10 @@ pub enum PluginError {
     BadOutput { plugin: String, message: String },
     #[error("plugin {plugin} could not be instantiated: {message}")]
     Instantiate { plugin: String, message: String },
+    #[error("plugin {plugin} is running its limit of {limit} calls at once")]
+    Busy { plugin: String, limit: usize },
+    #[error("plugin {plugin} failed repeatedly; its calls are refused for {retry_after_ms} ms more")]
+    CircuitOpen { plugin: String, retry_after_ms: u64 },
 }
 
 impl PluginError {
@@ -73,7 +81,15 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::BadOutput { .. } => "bad-output",
             PluginError::Instantiate { .. } => "instantiate",
+            PluginError::Busy { .. } => "busy",
+            PluginError::CircuitOpen { .. } => "circuit-open",
         }
+    }
+
+    /// Whether the plugin was not called at all (at its concurrency cap, or its breaker open):
+    /// asking again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, PluginError::Busy { .. } | PluginError::CircuitOpen { .. })
     }
 }
 
@@ -132,10 +148,18 @@ impl bindings::sluice::plugin::host::Host for HostState {
     }
 
     fn counter_add(&mut self, name: String, delta: u64) {
+        let mut counters = self.plugin.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        // Counter names become label values: a plugin gets a bounded number of them.
+        let name = if counters.contains_key(&name)
+            || (name.len() <= MAX_COUNTER_NAME_BYTES && counters.len() < MAX_COUNTERS - 1)
+        {
+            name
+        } else {
+            OTHER_COUNTER.to_owned()
+        };
         let labels =
             crate::telemetry::metrics::PluginCounterLabels { plugin: self.plugin.name.clone(), name: name.clone() };
         crate::telemetry::metrics::metrics().plugin_counters.get_or_create(&labels).inc_by(delta);
-        let mut counters = self.plugin.counters.lock().unwrap_or_else(PoisonError::into_inner);
         *counters.entry(name).or_default() += delta;
     }
 
@@ -143,6 +167,13 @@ impl bindings::sluice::plugin::host::Host for HostState {
         self.plugin.grants.config.get(&key).cloned()
     }
 }
+
+/// Distinct counter names one plugin version may use; later names count under
+/// [`OTHER_COUNTER`].
+pub const MAX_COUNTERS: usize = 64;
+/// Longer counter names count under [`OTHER_COUNTER`].
+pub const MAX_COUNTER_NAME_BYTES: usize = 64;
+pub const OTHER_COUNTER: &str = "_other";
 
 /// Who a plugin version is, for host imports and messages.
 #[derive(Debug)]
@@ -173,6 +204,7 @@ pub struct LoadedPlugin {
     pre: PluginPre<HostState>,
     info: Info,
     idle: Mutex<Vec<Instance>>,
+    admission: Arc<Admission>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -197,6 +229,7 @@ impl LoadedPlugin {
     ) -> Result<Self, String> {
         let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
         let pre = PluginPre::new(pre).map_err(|e| format!("the component does not export the plugin world: {e:#}"))?;
+        let grants_admission = grants.admission;
         let identity = Arc::new(Identity {
             name: name.into(),
             version: version.into(),
@@ -211,8 +244,10 @@ impl LoadedPlugin {
             pre,
             info: Info { name: String::new(), version: String::new(), hooks: Hooks::empty() },
             idle: Mutex::default(),
+            admission: Admission::new(name, grants_admission),
         };
-        plugin.info = plugin.call("describe", |p, store| p.call_describe(store)).map_err(|e| e.to_string())?;
+        plugin.info =
+            plugin.call("describe", |p, store| p.call_describe(store), |_| Ok(())).map_err(|e| e.to_string())?;
         Ok(plugin)
     }
 
@@ -244,25 +279,71 @@ impl LoadedPlugin {
         self.identity.counters.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Produce path: one action per event.
+    /// The circuit breaker's state and the calls running now.
+    pub fn circuit(&self) -> CircuitStatus {
+        self.admission.status()
+    }
+
+    /// Produce path: one action per event. Runs on the caller's thread: async callers use
+    /// [`Self::produce`].
     pub fn on_produce(&self, events: &[Event]) -> Result<Vec<Action>, PluginError> {
-        let actions = self.call("produce", |p, store| p.call_on_produce(store, events))?;
-        self.check_count(actions.len(), events.len())
-            .and_then(|()| self.check_size(actions.iter().map(action_size).sum()))
-            .map_err(|error| self.failed(error))?;
-        Ok(actions)
+        self.call(
+            "produce",
+            |p, store| p.call_on_produce(store, events),
+            |actions| {
+                self.check_count(actions.len(), events.len())
+                    .and_then(|()| self.check_size(actions.iter().map(action_size).sum()))
+            },
+        )
     }
 
     /// Consume path: one delivery decision per event.
     pub fn on_consume(&self, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
-        let decisions = self.call("consume", |p, store| p.call_on_consume(store, events))?;
-        self.check_count(decisions.len(), events.len()).map_err(|error| self.failed(error))?;
-        Ok(decisions)
+        self.call(
+            "consume",
+            |p, store| p.call_on_consume(store, events),
+            |decisions| self.check_count(decisions.len(), events.len()),
+        )
     }
 
     /// A failed delivery: what to do next.
     pub fn on_failure(&self, failure: &Failure) -> Result<Decision, PluginError> {
-        self.call("failure", |p, store| p.call_on_failure(store, failure))
+        self.call("failure", |p, store| p.call_on_failure(store, failure), |_| Ok(()))
+    }
+
+    /// [`Self::on_produce`] on a thread of the blocking pool, so that a plugin running up to its
+    /// time limit holds none of the threads that serve requests. `events` come back with the
+    /// answer.
+    pub async fn produce(self: &Arc<Self>, events: Vec<Event>) -> (Vec<Event>, Result<Vec<Action>, PluginError>) {
+        self.off_thread(events, |plugin, events| plugin.on_produce(events)).await
+    }
+
+    /// [`Self::on_consume`] on a thread of the blocking pool.
+    pub async fn consume(self: &Arc<Self>, events: Vec<Event>) -> (Vec<Event>, Result<Vec<Delivery>, PluginError>) {
+        self.off_thread(events, |plugin, events| plugin.on_consume(events)).await
+    }
+
+    /// [`Self::on_failure`] on a thread of the blocking pool.
+    pub async fn failure(self: &Arc<Self>, failure: Failure) -> Result<Decision, PluginError> {
+        let (_, decision) = self.off_thread(vec![failure], |plugin, failure| plugin.on_failure(&failure[0])).await;
+        decision
+    }
+
+    async fn off_thread<T: Send + Sync + 'static, R: Send + 'static>(
+        self: &Arc<Self>,
+        input: Vec<T>,
+        call: fn(&Self, &[T]) -> Result<R, PluginError>,
+    ) -> (Vec<T>, Result<R, PluginError>) {
+        // Shared with the task so it comes back whatever happens to the task.
+        let input = Arc::new(input);
+        let (plugin, task_input) = (self.clone(), input.clone());
+        let joined = tokio::task::spawn_blocking(move || call(&plugin, &task_input)).await;
+        let result = joined.unwrap_or_else(|error| {
+            Err(self
+                .failed(PluginError::Trap { plugin: self.label(), message: format!("the call's task ended: {error}") }))
+        });
+        // The task is gone (finished, panicked or cancelled), so this is the last reference.
+        (Arc::into_inner(input).unwrap_or_default(), result)
     }
 
     fn check_count(&self, got: usize, expected: usize) -> Result<(), PluginError> {
@@ -292,8 +373,9 @@ impl LoadedPlugin {
         format!("{}@{}", self.identity.name, self.identity.version)
     }
 
-    /// Runs `f` on a pooled (or fresh) instance under the time limit; a failed instance is
-    /// dropped, a good one goes back to the pool.
+    /// Runs `f` on a pooled (or fresh) instance under the time limit, if the admission lets it;
+    /// a failed instance is dropped, a good one goes back to the pool. `verify` checks the
+    /// answer; its refusal counts as a failed call.
     ///
     /// Calls run on the caller's thread. When a plugin does I/O that WASI implements by blocking
     /// on tokio, that panics on a runtime worker: the batch is then run again on a fresh
@@ -302,9 +384,24 @@ impl LoadedPlugin {
         &self,
         hook: &'static str,
         f: impl Fn(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        verify: impl FnOnce(&R) -> Result<(), PluginError>,
     ) -> Result<R, PluginError> {
+        let permit = self.admission.admit().map_err(|refusal| {
+            let plugin = self.label();
+            self.failed(match refusal {
+                Refusal::Busy { limit } => PluginError::Busy { plugin, limit },
+                Refusal::Open { retry_after } => PluginError::CircuitOpen {
+                    plugin,
+                    retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                },
+            })
+        })?;
         let started = std::time::Instant::now();
-        let result = self.call_timed(f);
+        let result = self.call_timed(f).and_then(|answer| match verify(&answer) {
+            Ok(()) => Ok(answer),
+            Err(error) => Err(self.failed(error)),
+        });
+        permit.record(result.is_err());
         let (plugin, version) = (self.identity.name.clone(), self.identity.version.clone());
         let metrics = crate::telemetry::metrics::metrics();
         let labels = crate::telemetry::metrics::PluginLabels { plugin: plugin.clone(), version: version.clone() };

@@ -4,12 +4,14 @@
 //! - [`engine`]: the wasmtime engine, its pooling allocator and epoch ticker;
 //! - [`instance`]: a loaded plugin version, its instance pool, limits and host imports;
 //! - [`store`]: uploaded versions kept in Kafka, and which version of each plugin is active;
+//! - [`breaker`]: calls at once per plugin, and the circuit breaker for plugins that keep failing;
 //! - [`chain`]: running a route's plugins over a batch and applying their actions.
 //!
 //! Compiled code is cached by content hash, in memory and on disk (`plugins.cache_dir`), so a
 //! version is compiled once per machine and a restart loads it in milliseconds.
 
 pub mod bindings;
+pub mod breaker;
 pub mod chain;
 pub mod cli;
 pub mod engine;

@@ -155,6 +155,9 @@ pub struct PluginStatus {
     pub failures: HashMap<&'static str, u64>,
     /// The active version's own counters (`counter-add`).
     pub counters: HashMap<String, u64>,
+    /// The active version's circuit breaker and calls running now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<super::breaker::CircuitStatus>,
     /// Uploaded versions.
     pub versions: Vec<VersionMeta>,
     /// Versions a rollback would go back to, most recent first.
@@ -191,6 +194,11 @@ pub fn grants(config: &PluginConfig) -> Grants {
         stdio: config.stdio,
         network: config.network,
         dirs: config.dirs.clone(),
+        admission: super::breaker::AdmissionLimits {
+            max_concurrency: config.max_concurrency,
+            failures: config.circuit_failures,
+            cooldown: Duration::from_millis(config.circuit_cooldown_ms),
+        },
     }
 }
 
@@ -251,7 +259,7 @@ impl Plugins {
             sha256: hex(&Sha256::digest(&bytes)),
             size: bytes.len(),
             chunks: u32::try_from(bytes.len().div_ceil(CHUNK_BYTES).max(1)).unwrap_or(u32::MAX),
-            uploaded_at_ms: now_ms(),
+            uploaded_at_ms: crate::telemetry::now_ms(),
             describes_as: format!("{} {}", loaded.info().name, loaded.info().version),
         };
         let plugin = name.to_owned();
@@ -368,6 +376,7 @@ impl Plugins {
             hooks: current.map(|a| hook_names(&a.plugin)).unwrap_or_default(),
             failures: current.map(|a| a.plugin.failures()).unwrap_or_default(),
             counters: current.map(|a| a.plugin.counters()).unwrap_or_default(),
+            circuit: current.map(|a| a.plugin.circuit()),
             versions,
             history,
         }
@@ -461,9 +470,4 @@ fn hook_names(plugin: &LoadedPlugin) -> Vec<&'static str> {
         .filter(|(hook, _)| plugin.implements(*hook))
         .map(|(_, name)| name)
         .collect()
-}
-
-fn now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -90,12 +90,14 @@ impl Pipeline {
     ///
     /// `events` are JSON objects as received (see `http::body`); each is parsed only when a
     /// schema or a key needs the parsed form. `context` (trace context) goes into every
-    /// record's headers, where plugins see it too.
+    /// record's headers, where plugins see it too. `may_produce` says whether the caller may
+    /// write to a topic: events that plugins reroute or fan out elsewhere are checked with it.
     pub async fn produce(
         &self,
         route: &Arc<Route>,
         events: &[&RawValue],
         context: &[Header],
+        may_produce: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<EventResult>, BatchError> {
         match self.topics.ensure(&route.topic).await {
             Ok(()) => {}
@@ -120,12 +122,20 @@ impl Pipeline {
                 .collect::<Vec<_>>();
             (work, Vec::new())
         } else {
-            self.run_plugins(route, events, context)
+            self.run_plugins(route, events, context).await
         };
 
         let mut results = results::Collector::new(route, events.len());
         let mut records = Vec::with_capacity(work.len());
         for item in work {
+            if item.route.topic != route.topic && !may_produce(&item.route.topic) {
+                let error = EventError::new(
+                    EventErrorKind::ForbiddenTarget,
+                    format!("a plugin sent the event to '{}', which the caller may not produce to", item.route.topic),
+                );
+                results.part(item.origin, &item.route.topic, None, results::PartOutcome::Failed(error));
+                continue;
+            }
             let schema = if Arc::ptr_eq(&item.route, route) {
                 Schema::Batch(primary.as_ref())
             } else {
@@ -143,7 +153,12 @@ impl Pipeline {
                     results.fail(origin, EventError::plugin(EventErrorKind::PluginRejected, &plugin, reason))
                 }
                 Stop::Failed { plugin, error } => {
-                    results.fail(origin, EventError::plugin(EventErrorKind::PluginFailed, &plugin, error.to_string()));
+                    let kind = if error.is_unavailable() {
+                        EventErrorKind::PluginUnavailable
+                    } else {
+                        EventErrorKind::PluginFailed
+                    };
+                    results.fail(origin, EventError::plugin(kind, &plugin, error.to_string()));
                 }
                 Stop::DeadLetter { plugin, reason } => {
                     match dead_letter(route, origin, events[origin], &plugin, &reason, context) {
@@ -173,13 +188,13 @@ impl Pipeline {
         Ok(Some(resolved))
     }
 
-    fn run_plugins<'a>(
+    async fn run_plugins<'a>(
         &self,
         route: &Arc<Route>,
         events: &[&'a RawValue],
         context: &[Header],
     ) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
-        let now = now_ms();
+        let now = crate::telemetry::now_ms();
         let items = events
             .iter()
             .enumerate()
@@ -196,7 +211,7 @@ impl Pipeline {
             })
             .collect();
         let plugins: Vec<_> = route.plugins.iter().map(|name| (name.clone(), self.plugins.get(name))).collect();
-        let outcome = chain::run(&plugins, items, route.on_plugin_error);
+        let outcome = chain::run(&plugins, items, route.on_plugin_error).await;
         let work = outcome
             .items
             .into_iter()
@@ -450,9 +465,4 @@ fn encode_value(
         _ => None,
     };
     Ok((key, payload))
-}
-
-fn now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

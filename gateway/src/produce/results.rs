@@ -110,8 +110,12 @@ pub enum EventErrorKind {
     SchemaUnavailable,
     PluginRejected,
     PluginFailed,
+    /// The plugin was not called: at its limit of calls at once, or its circuit breaker open.
+    PluginUnavailable,
     InvalidPluginOutput,
     UnknownTarget,
+    /// A plugin sent the event to a topic the caller may not produce to.
+    ForbiddenTarget,
     NoDeadLetterTopic,
 }
 
@@ -130,8 +134,10 @@ impl EventErrorKind {
             EventErrorKind::SchemaUnavailable => "schema-unavailable",
             EventErrorKind::PluginRejected => "plugin-rejected",
             EventErrorKind::PluginFailed => "plugin-failed",
+            EventErrorKind::PluginUnavailable => "plugin-unavailable",
             EventErrorKind::InvalidPluginOutput => "invalid-plugin-output",
             EventErrorKind::UnknownTarget => "unknown-reroute-target",
+            EventErrorKind::ForbiddenTarget => "forbidden-reroute-target",
             EventErrorKind::NoDeadLetterTopic => "no-dead-letter-topic",
         }
     }
@@ -144,7 +150,11 @@ impl EventErrorKind {
             | EventErrorKind::InvalidKey
             | EventErrorKind::PluginRejected => 422,
             EventErrorKind::RecordTooLarge => 413,
-            EventErrorKind::KafkaUnavailable | EventErrorKind::Overloaded | EventErrorKind::SchemaUnavailable => 503,
+            EventErrorKind::ForbiddenTarget => 403,
+            EventErrorKind::KafkaUnavailable
+            | EventErrorKind::Overloaded
+            | EventErrorKind::SchemaUnavailable
+            | EventErrorKind::PluginUnavailable => 503,
             EventErrorKind::KafkaTopicMissing => 404,
             EventErrorKind::KafkaRefused
             | EventErrorKind::PluginFailed
@@ -158,7 +168,10 @@ impl EventErrorKind {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            EventErrorKind::KafkaUnavailable | EventErrorKind::Overloaded | EventErrorKind::SchemaUnavailable
+            EventErrorKind::KafkaUnavailable
+                | EventErrorKind::Overloaded
+                | EventErrorKind::SchemaUnavailable
+                | EventErrorKind::PluginUnavailable
         )
     }
 }
@@ -236,6 +249,11 @@ fn count(route_topic: &str, results: &[EventResult]) {
     let mut refused: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
     let mut add = |topic, outcome: Result<&'static str, &EventError>| match outcome {
         Ok(outcome) => *events.entry((topic, outcome)).or_default() += 1,
+        // A plugin's made-up topic must not become a label value: label values only come from
+        // configured routes.
+        Err(error) if error.kind == EventErrorKind::UnknownTarget => {
+            *refused.entry(("unrouted", error.kind.slug())).or_default() += 1;
+        }
         Err(error) => *refused.entry((topic, error.kind.slug())).or_default() += 1,
     };
     for result in results {

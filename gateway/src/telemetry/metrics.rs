@@ -66,6 +66,11 @@ pub struct PluginFailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginNameLabels {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginCounterLabels {
     pub plugin: String,
     /// The name the plugin gave `counter-add`.
@@ -92,6 +97,18 @@ pub struct DeliveryOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionStateLabels {
+    pub subscription: String,
+    /// One of [`SUBSCRIPTION_STATES`].
+    pub state: &'static str,
+}
+
+/// The states `sluice_subscription_state` reports: `active`, `paused` and `disabled` as stored;
+/// `failed` while this replica cannot start its worker (retried), `holding` while a plugin it
+/// names has no loaded version.
+pub const SUBSCRIPTION_STATES: [&str; 5] = ["active", "paused", "disabled", "failed", "holding"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LagLabels {
     pub subscription: String,
     pub topic: String,
@@ -113,6 +130,11 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
 }
 
+/// Seconds, 1 ms to ~36 h: a record may wait for its subscriber that long.
+fn end_to_end() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 28))
+}
+
 /// The metrics of this process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -125,9 +147,12 @@ pub struct Metrics {
     pub plugin_failures: Family<PluginFailureLabels, Counter>,
     pub plugin_duration: Histograms<PluginLabels>,
     pub plugin_counters: Family<PluginCounterLabels, Counter>,
+    pub plugin_circuit_open: Family<PluginNameLabels, Gauge>,
     pub delivery_attempts: Family<AttemptLabels, Counter>,
     pub delivery_duration: Histograms<SubscriptionLabels>,
     pub delivery_outcomes: Family<DeliveryOutcomeLabels, Counter>,
+    pub delivery_latency: Histograms<SubscriptionLabels>,
+    pub subscription_state: Family<SubscriptionStateLabels, Gauge>,
     pub consumer_lag: Family<LagLabels, Gauge>,
     pub producer_queue: Gauge,
     pub registry_cache: Family<CacheLabels, Counter>,
@@ -164,6 +189,12 @@ impl Metrics {
         );
         let plugin_counters = Family::default();
         registry.register("plugin_counter", "Counters plugins add to with counter-add", plugin_counters.clone());
+        let plugin_circuit_open = Family::default();
+        registry.register(
+            "plugin_circuit_open",
+            "1 while a plugin's circuit breaker refuses its calls after repeated failures",
+            plugin_circuit_open.clone(),
+        );
         let delivery_attempts = Family::default();
         registry.register(
             "delivery_attempts",
@@ -181,6 +212,18 @@ impl Metrics {
             "delivery_outcomes",
             "Records handled by subscription and outcome",
             delivery_outcomes.clone(),
+        );
+        let delivery_latency = Histograms::new_with_constructor(end_to_end as fn() -> Histogram);
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from a record's timestamp to its delivery (end to end), by subscription",
+            delivery_latency.clone(),
+        );
+        let subscription_state = Family::default();
+        registry.register(
+            "subscription_state",
+            "1 for the state each subscription is in on this replica (active, paused, disabled, failed, holding)",
+            subscription_state.clone(),
         );
         let consumer_lag = Family::default();
         registry.register(
@@ -206,9 +249,12 @@ impl Metrics {
             plugin_failures,
             plugin_duration,
             plugin_counters,
+            plugin_circuit_open,
             delivery_attempts,
             delivery_duration,
             delivery_outcomes,
+            delivery_latency,
+            subscription_state,
             consumer_lag,
             producer_queue,
             registry_cache,
@@ -234,6 +280,42 @@ impl Metrics {
 
     pub fn cache(&self, lookup: &'static str, hit: bool) {
         self.registry_cache.get_or_create(&CacheLabels { lookup, result: if hit { "hit" } else { "miss" } }).inc();
+    }
+
+    /// Removes a deleted subscription's series (its lag series go with its partitions).
+    pub fn forget_subscription(&self, subscription: &str) {
+        let name = || subscription.to_owned();
+        for outcome in ["delivered", "skipped", "dropped", "dead_lettered"] {
+            self.delivery_outcomes.remove(&DeliveryOutcomeLabels { subscription: name(), outcome });
+        }
+        for status in (100..600).map(|s: u16| s.to_string()).chain(["error".to_owned()]) {
+            self.delivery_attempts.remove(&AttemptLabels { subscription: name(), status });
+        }
+        self.delivery_duration.remove(&SubscriptionLabels { subscription: name() });
+        self.delivery_latency.remove(&SubscriptionLabels { subscription: name() });
+        for state in SUBSCRIPTION_STATES {
+            self.subscription_state.remove(&SubscriptionStateLabels { subscription: name(), state });
+        }
+    }
+
+    /// Sets the state a subscription is in on this replica.
+    pub fn subscription_state(&self, subscription: &str, current: &str) {
+        for state in SUBSCRIPTION_STATES {
+            self.subscription_state
+                .get_or_create(&SubscriptionStateLabels { subscription: subscription.to_owned(), state })
+                .set(i64::from(state == current));
+        }
+    }
+
+    /// A record delivered `age` after its timestamp.
+    pub fn delivered_after(&self, subscription: &str, age: std::time::Duration) {
+        self.delivery_latency
+            .get_or_create(&SubscriptionLabels { subscription: subscription.to_owned() })
+            .observe(age.as_secs_f64());
+    }
+
+    pub fn plugin_circuit(&self, plugin: &str, open: bool) {
+        self.plugin_circuit_open.get_or_create(&PluginNameLabels { plugin: plugin.to_owned() }).set(i64::from(open));
     }
 
     pub fn delivery_outcome(&self, subscription: &str, outcome: &'static str) {

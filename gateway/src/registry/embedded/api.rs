@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,8 +22,9 @@ use crate::registry::types::{RegistryError, Schema, VersionSpec};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// Routes to nest under `/registry`.
-pub fn router(registry: Arc<EmbeddedRegistry>) -> Router {
+/// Routes to nest under `/registry`; request bodies larger than `max_body_bytes` are refused
+/// with 413 before more of them is read.
+pub fn router(registry: Arc<EmbeddedRegistry>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
@@ -38,7 +39,23 @@ pub fn router(registry: Arc<EmbeddedRegistry>) -> Router {
         .route("/config/{subject}", get(subject_config).put(set_subject_config).delete(delete_subject_config))
         .route("/compatibility/subjects/{subject}/versions", post(compatibility_all))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility_one))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(registry)
+}
+
+/// A request body, read up to the router's limit; refusals in Confluent's error format.
+struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state).await.map(Body).map_err(|rejection| ApiError {
+            status: rejection.status(),
+            code: u32::from(rejection.status().as_u16()),
+            message: rejection.body_text(),
+        })
+    }
 }
 
 type Shared = State<Arc<EmbeddedRegistry>>;
@@ -120,7 +137,11 @@ async fn versions(
     Ok(ok(&registry.versions(&subject, flag(&params, "deleted"))?))
 }
 
-async fn register(State(registry): Shared, Path(subject): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn register(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
     let id = registry.register(&subject, schema).await?;
     Ok(ok(&json!({ "id": id })))
@@ -130,7 +151,7 @@ async fn lookup(
     State(registry): Shared,
     Path(subject): Path<String>,
     Query(params): Params,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
     Ok(ok(&registry.lookup(&subject, &schema, flag(&params, "deleted"))?))
@@ -207,7 +228,7 @@ async fn global_config(State(registry): Shared) -> Response {
     ok(&json!({"compatibilityLevel": registry.mode(None).as_str()}))
 }
 
-async fn set_global_config(State(registry): Shared, body: Bytes) -> Result<Response, ApiError> {
+async fn set_global_config(State(registry): Shared, Body(body): Body) -> Result<Response, ApiError> {
     let mode = requested_mode(&body)?;
     registry.set_mode(None, mode).await?;
     Ok(ok(&json!({"compatibility": mode.as_str()})))
@@ -229,7 +250,7 @@ async fn subject_config(
 async fn set_subject_config(
     State(registry): Shared,
     Path(subject): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let mode = requested_mode(&body)?;
     registry.set_mode(Some(&subject), mode).await?;
@@ -253,7 +274,7 @@ async fn compatibility_one(
     State(registry): Shared,
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
     let messages = registry.check_compatibility(&subject, &schema, Some(version(&v)?))?;
@@ -264,7 +285,7 @@ async fn compatibility_all(
     State(registry): Shared,
     Path(subject): Path<String>,
     Query(params): Params,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
     let messages = registry.check_compatibility(&subject, &schema, None)?;
