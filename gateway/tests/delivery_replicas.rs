@@ -172,6 +172,7 @@ async fn dead_lettered(world: &World) -> anyhow::Result<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_delivery_redelivers_on_restart_and_skips_nothing() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let world = World::new(3).await?;
     // Slow enough that deliveries are still going when the gateway dies.
     world.receiver.set(PATH, Behaviour::Delay(Duration::from_millis(40)));
@@ -193,6 +194,7 @@ async fn a_gateway_killed_mid_delivery_redelivers_on_restart_and_skips_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_a_subscription_and_one_stopping_hands_its_partitions_over() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let world = World::new(4).await?;
     let a = GatewayProcess::start("sluice-a", BINARY, &world.config).await?;
     world.register(&a).await?;

@@ -20,6 +20,7 @@ impl Drop for Killed {
 
 #[test]
 fn dev_mode_serves_the_readme_example() {
+    let _deadline = sluice_tests::deadline();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["dev", "--listen", &format!("127.0.0.1:{port}")])

@@ -7,6 +7,7 @@ use sluice_tests::readme_block;
 
 #[test]
 fn the_readme_plugin_walkthrough_works() {
+    let _deadline = sluice_tests::deadline();
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice")).parent().expect("bin dir").to_owned();
     // `sluice` on PATH as after `cargo install`; plugins share one cargo target directory

@@ -90,6 +90,7 @@ async fn exercise(registry: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_check_and_register_against_the_embedded_registry() {
+    let _deadline = sluice_tests::deadline();
     let config = sluice::config::load_str(
         &format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbootstrap_servers = \"{}\"\n[registry]\ntopic = \"{}\"\n",
@@ -106,6 +107,7 @@ async fn schema_check_and_register_against_the_embedded_registry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_check_and_register_against_apicurio() {
+    let _deadline = sluice_tests::deadline();
     let url = tokio::task::spawn_blocking(|| Apicurio::shared().ccompat_url()).await.expect("apicurio");
     exercise(&url).await;
 }

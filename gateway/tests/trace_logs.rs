@@ -37,6 +37,7 @@ async fn lines_with(gateway: &GatewayProcess, text: &str, count: usize) -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_about_a_request_or_a_delivery_carry_its_trace_id() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let kafka = Kafka::shared();
     let (orders, unregistered) = (unique_name("traced"), unique_name("traced-no-schema"));
     let dlq = format!("{orders}-dlq");

@@ -29,6 +29,8 @@ pub struct GatewayProcess {
     base: String,
     process: Option<Process>,
     ready_after: Duration,
+    /// Extra environment variables for the process.
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,16 @@ impl GatewayProcess {
     /// Starts `binary serve` with `config` (TOML without an `[http]` section: the listener is
     /// chosen here) and waits until it is ready.
     pub async fn start(name: &'static str, binary: impl AsRef<Path>, config: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(name, binary, config, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra environment variables (kept across restarts).
+    pub async fn start_with_env(
+        name: &'static str,
+        binary: impl AsRef<Path>,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = scratch_dir("sluice")?;
         let [port] = free_ports::<1>()?;
         let path = dir.path().join("sluice.toml");
@@ -49,6 +61,7 @@ impl GatewayProcess {
             base: format!("http://127.0.0.1:{port}"),
             process: None,
             ready_after: Duration::ZERO,
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             _dir: dir,
         };
         gateway.restart().await?;
@@ -71,6 +84,7 @@ impl GatewayProcess {
         anyhow::ensure!(self.process.is_none(), "{} is still running", self.name);
         let mut command = Command::new(&self.binary);
         command.args(["serve", "--config"]).arg(&self.config);
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if std::env::var_os("SLUICE_LOG").is_none() {
             command.env("SLUICE_LOG", "info,sluice=debug");
         }

@@ -65,6 +65,54 @@ pub fn readme_block(name: &str) -> String {
     body[..body.find("```").expect("block end")].to_owned()
 }
 
+/// How long an integration test may run before [`deadline`] fails it.
+pub const TEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Fails the test binary if the calling test is still running [`TEST_DEADLINE`] from now: a hung
+/// broker, a lost wake-up or a deadlock must fail CI with the test's name, not stall it. Every
+/// integration test starts with `let _deadline = sluice_tests::deadline();` (a test in
+/// `tests/tests/harness.rs` checks that each one does). The deadline ends when the guard drops.
+#[must_use = "the deadline is over as soon as the guard is dropped"]
+pub fn deadline() -> Deadline {
+    deadline_of(TEST_DEADLINE)
+}
+
+/// [`deadline`] with a limit of its own, for tests that run long on purpose.
+#[must_use = "the deadline is over as soon as the guard is dropped"]
+pub fn deadline_of(limit: std::time::Duration) -> Deadline {
+    use std::sync::{Arc, Condvar, Mutex};
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let watched = done.clone();
+    // libtest names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    std::thread::spawn(move || {
+        let (lock, ended) = &*watched;
+        let finished = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (finished, _) = ended
+            .wait_timeout_while(finished, limit, |finished| !*finished)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*finished {
+            eprintln!("\nsluice-tests: '{test}' passed its deadline of {} s; failing the test run", limit.as_secs());
+            std::process::exit(101);
+        }
+    });
+    Deadline { done }
+}
+
+/// Ends a test's deadline when dropped.
+#[derive(Debug)]
+pub struct Deadline {
+    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        let (lock, ended) = &*self.done;
+        *lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        ended.notify_all();
+    }
+}
+
 /// A name no other test has used, for topics and subjects on a shared
 /// broker or registry: `<prefix>-<32 hex digits>`.
 pub fn unique_name(prefix: &str) -> String {

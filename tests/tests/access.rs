@@ -88,6 +88,7 @@ fn protected_endpoints(topic: &str) -> Vec<(Method, String, Option<Value>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_without_valid_credentials_are_refused_on_every_protected_endpoint() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("orders");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let admin = key("ops", &["admin"], None);
@@ -116,6 +117,7 @@ async fn requests_without_valid_credentials_are_refused_on_every_protected_endpo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scopes_decide_what_each_key_may_do() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     // The topic names the scopes are about, literally.
     for topic in ["orders.placed", "payments.confirmed"] {
         Kafka::shared().create_topic(topic, 1, &[]).await?;
@@ -271,6 +273,7 @@ fn claims(scope: &str, audience: &str, expires_in: i64) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_bearer_tokens_are_checked_against_the_jwks() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = format!("orders.{}", unique_name("jwt"));
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let signer = Signer::new("key-1");
@@ -314,6 +317,7 @@ async fn jwt_bearer_tokens_are_checked_against_the_jwks() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_key_rate_limits_answer_429_with_retry_after() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = format!("orders.{}", unique_name("rate"));
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let limited = key("batch-job", &["produce:orders.*"], Some(1));
@@ -353,6 +357,7 @@ async fn per_key_rate_limits_answer_429_with_retry_after() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_from_a_jwks_url_rotate_in_and_unknown_key_ids_do_not_hammer_the_provider() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, PoisonError};
 

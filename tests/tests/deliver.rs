@@ -124,6 +124,7 @@ async fn verify_signatures(received: &[Received]) -> anyhow::Result<usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_arrives_once_signed_decoded_and_verifiable() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let s = setup(3).await?;
     let events: Vec<Value> = (0..30).map(|i| order(&format!("o-{i}"))).collect();
     s.produce(&events[..10]).await?;
@@ -153,6 +154,7 @@ async fn every_event_arrives_once_signed_decoded_and_verifiable() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_receiver_gets_the_same_message_again_after_backoff() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let s = setup(1).await?;
     s.receiver.set("flaky", Behaviour::FailFirst { times: 2, status: 503, retry_after: None });
     s.receiver.set("limited", Behaviour::FailFirst { times: 1, status: 429, retry_after: Some(1) });
@@ -186,6 +188,7 @@ async fn a_failing_receiver_gets_the_same_message_again_after_backoff() -> anyho
 #[tokio::test(flavor = "multi_thread")]
 async fn an_always_failing_receiver_leaves_records_in_the_dead_letter_topic_and_delivery_continues()
 -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let s = setup(1).await?;
     s.receiver.set("down", Behaviour::Always(500));
     s.subscribe("down", "down", json!({"retry": {"max_attempts": 3, "initial_backoff_ms": 50, "max_backoff_ms": 100}}))
@@ -226,6 +229,7 @@ async fn an_always_failing_receiver_leaves_records_in_the_dead_letter_topic_and_
 #[tokio::test(flavor = "multi_thread")]
 async fn undecodable_records_are_dead_lettered_with_the_reason_and_schemaless_json_passes_through() -> anyhow::Result<()>
 {
+    let _deadline = sluice_tests::deadline();
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let s = setup(1).await?;
     s.subscribe("mixed", "mixed", json!({})).await?;
@@ -272,6 +276,7 @@ async fn undecodable_records_are_dead_lettered_with_the_reason_and_schemaless_js
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consume_plugins_modify_skip_and_dead_letter_and_the_failure_hook_decides_retries() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let plugins: String = ["filter", "rules", "redact"]
         .iter()
@@ -360,6 +365,7 @@ async fn consume_plugins_modify_skip_and_dead_letter_and_the_failure_hook_decide
 #[tokio::test(flavor = "multi_thread")]
 async fn per_key_order_holds_while_other_keys_overtake_a_slow_one_and_partition_order_is_strict() -> anyhow::Result<()>
 {
+    let _deadline = sluice_tests::deadline();
     let s = setup(1).await?;
     s.receiver.set("ordered", Behaviour::SlowKey { key: "slow".into(), delay: Duration::from_millis(300) });
     s.subscribe("ordered", "ordered", json!({"concurrency": 8})).await?;
@@ -406,6 +412,7 @@ async fn per_key_order_holds_while_other_keys_overtake_a_slow_one_and_partition_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscriber_that_falls_behind_pauses_fetching_within_the_buffer_and_then_gets_everything()
 -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let s = setup_with(2, "max_buffered_records = 40").await?;
     s.receiver.set("behind", Behaviour::Always(503));
     let events: Vec<Value> = (0..300).map(|i| order(&format!("b-{i}"))).collect();
@@ -444,6 +451,7 @@ async fn a_subscriber_that_falls_behind_pauses_fetching_within_the_buffer_and_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_declared_subscription_starting_at_a_time_gets_only_later_events() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("from-time");
     let dlq = format!("{topic}-dlq");
     Kafka::shared().create_topic(&topic, 2, &[]).await?;
@@ -489,6 +497,7 @@ async fn a_declared_subscription_starting_at_a_time_gets_only_later_events() -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_410_disables_the_subscription_until_it_is_resumed() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let s = setup(1).await?;
     s.receiver.set("gone", Behaviour::Gone);
     s.subscribe("gone", "gone", json!({})).await?;
@@ -516,6 +525,7 @@ async fn a_410_disables_the_subscription_until_it_is_resumed() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn private_addresses_are_refused_unless_allow_listed() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("private");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     // This gateway has no allow-list.
@@ -549,6 +559,7 @@ async fn private_addresses_are_refused_unless_allow_listed() -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_subscriptions_survive_restarts_replay_exact_ranges_and_redrive_dead_letters() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("durable");
     let dlq = format!("{topic}-dlq");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
@@ -631,6 +642,7 @@ async fn api_subscriptions_survive_restarts_replay_exact_ranges_and_redrive_dead
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_subscription_secrets_are_encrypted_in_the_store_and_still_sign() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use base64::Engine as _;
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let topic = unique_name("sealed");
@@ -692,6 +704,7 @@ async fn stored_subscriptions(bootstrap: &str, topic: &str, count: usize) -> any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_stored_plain_or_under_a_rotated_key_are_sealed_again_with_the_first_key() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use base64::Engine as _;
     let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
     let (old, new) = (key(1), key(2));

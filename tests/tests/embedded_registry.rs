@@ -18,6 +18,7 @@ fn avro_string(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_the_confluent_api_subset_with_confluent_errors() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let env = replica(&unique_name("_schemas")).await?;
     let id = env.register("orders-value", "AVRO", ORDER_PLACED).await?;
     assert_eq!(env.register("orders-value", "AVRO", ORDER_PLACED).await?, id, "same schema, same id");
@@ -67,6 +68,7 @@ async fn serves_the_confluent_api_subset_with_confluent_errors() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_registering_at_once_agree_on_ids_and_schemas_survive_restarts() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("_schemas");
     let a = replica(&topic).await?;
     let b = replica(&topic).await?;
@@ -107,6 +109,7 @@ async fn replicas_registering_at_once_agree_on_ids_and_schemas_survive_restarts(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn confluents_python_client_drives_the_embedded_registry() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let env = replica(&unique_name("_schemas")).await?;
     let python = sluice_tests::python().await?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/registry_client.py");
@@ -148,6 +151,7 @@ fn order_schema(extra_fields: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compatibility_levels_lookups_and_deletes_follow_confluents_api() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use reqwest::Method;
     let env = replica(&unique_name("_schemas")).await?;
     let s = "orders-value";
@@ -231,6 +235,7 @@ async fn compatibility_levels_lookups_and_deletes_follow_confluents_api() -> any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_references_across_subjects_register_produce_and_decode() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use reqwest::Method;
     let topic = unique_name("customers");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;

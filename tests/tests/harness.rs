@@ -40,6 +40,7 @@ fn values_by_partition(messages: &[rdkafka::message::OwnedMessage]) -> BTreeMap<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_round_trips_records_through_every_partition() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let kafka = Kafka::shared();
     let topic = unique_name("harness");
     kafka.create_topic(&topic, 3, &[("retention.ms", "3600000")]).await?;
@@ -59,6 +60,7 @@ async fn kafka_round_trips_records_through_every_partition() -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_keeps_acknowledged_records_across_a_kill_and_restart() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let mut kafka = Kafka::start().await?;
     let topic = unique_name("harness-restart");
     kafka.create_topic(&topic, 1, &[]).await?;
@@ -76,6 +78,7 @@ async fn kafka_keeps_acknowledged_records_across_a_kill_and_restart() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apicurio_registers_an_avro_schema_through_the_confluent_api() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let registry = Apicurio::shared();
     let http = reqwest::Client::new();
     let subjects: serde_json::Value =
@@ -114,6 +117,7 @@ async fn apicurio_registers_an_avro_schema_through_the_confluent_api() -> anyhow
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_venv_imports_confluents_serializers() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let python = sluice_tests::python().await?;
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&python)
@@ -129,4 +133,35 @@ async fn python_venv_imports_confluents_serializers() -> anyhow::Result<()> {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "2.16.1");
     Ok(())
+}
+
+/// Every integration test starts a deadline (`sluice_tests::deadline`), so that no test can hang
+/// CI: checked here over the sources, since a forgotten line would otherwise go unnoticed.
+#[test]
+fn every_integration_test_has_a_deadline() {
+    let _deadline = sluice_tests::deadline();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for dir in ["tests/tests", "gateway/tests"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("the test directory") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).expect("a test source");
+            // Attributes at the start of a line (not this test's own string literals).
+            for (at, _) in source.match_indices("\n#[tokio::test").chain(source.match_indices("\n#[test]")) {
+                let after = &source[at..];
+                let body = after.find("{\n").map(|b| after[b + 2..].trim_start()).unwrap_or_default();
+                checked += 1;
+                if !body.starts_with("let _deadline = sluice_tests::deadline") {
+                    let name = after.lines().find(|l| l.contains("fn ")).unwrap_or_default().trim();
+                    missing.push(format!("{}: {name}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(checked > 60, "found only {checked} tests");
+    assert!(missing.is_empty(), "tests without a deadline:\n{}", missing.join("\n"));
 }

@@ -36,6 +36,7 @@ fn sasl_section(mechanism: &str, user: &str, password: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_produces_through_sasl_plain_and_scram() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let kafka = Kafka::start_with_sasl().await?;
     let sasl = kafka.secured_bootstrap_servers().expect("a SASL listener");
     let topic = unique_name("sasl");
@@ -70,6 +71,7 @@ fn broker_certificate() -> anyhow::Result<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_produces_over_tls_and_verifies_the_broker() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let dir = tempfile::tempdir()?;
     let (ca, keystore) = broker_certificate()?;
     std::fs::write(dir.path().join("keystore.pem"), keystore)?;

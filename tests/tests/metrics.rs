@@ -38,6 +38,7 @@ fn get(samples: &HashMap<String, f64>, key: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_what_the_gateway_did() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("metrics");
     let (dlq, down_dlq, trapped) = (format!("{topic}-dlq"), format!("{topic}-down-dlq"), format!("{topic}-trapped"));
     for (name, partitions) in [(&topic, 1), (&dlq, 1), (&down_dlq, 1), (&trapped, 1)] {

@@ -92,6 +92,7 @@ async fn gateway() -> anyhow::Result<(Env, String, Vec<(&'static str, String)>)>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_matches_the_router() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let (env, key, samples) = gateway().await?;
     let response = env.http.get(format!("{}/openapi.json", env.base)).send().await?;
     assert_eq!(response.status(), StatusCode::OK);
@@ -177,6 +178,7 @@ async fn the_document_matches_the_router() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_property_based_fuzzer_finds_no_server_error_and_no_undocumented_answer() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let (env, key, _) = gateway().await?;
     let python = python().await?;
     let schemathesis = python.with_file_name("schemathesis");

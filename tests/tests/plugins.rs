@@ -52,6 +52,7 @@ async fn create(topics: &[&str]) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_action_reaches_kafka_as_the_plugins_decided() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let orders = unique_name("orders");
     let (dlq, acme, globex) = (format!("{orders}-dlq"), format!("{orders}.acme"), format!("{orders}.globex"));
     create(&[&orders, &dlq, &acme, &globex]).await?;
@@ -157,6 +158,7 @@ async fn each_action_reaches_kafka_as_the_plugins_decided() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_plugins_are_stopped_and_the_gateway_keeps_serving() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let names = ["infinite-loop", "memory-bomb", "panic", "oversized-output", "wrong-count"];
     let plain = unique_name("plain");
     let dlq = unique_name("hostile-dlq");
@@ -245,6 +247,7 @@ impl AdminClient {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_versions_are_uploaded_swapped_rolled_back_and_kept_across_restarts() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("profiles");
     create(&[&topic]).await?;
     let token = "test-admin-token-0123456789";

@@ -25,6 +25,7 @@ async fn avro_env(kind: RegistryKind, partitions: i32) -> anyhow::Result<(Env, S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_events_carry_the_registry_id_and_decode_with_confluents_deserializer() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let (env, topic, id) = avro_env(kind, 3).await?;
         assert_eq!(env.latest_id(&format!("{topic}-value")).await?, id);
@@ -84,6 +85,7 @@ const ORDER_JSON_SCHEMA: &str = r#"{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_schema_events_are_validated_framed_and_decode_with_confluents_deserializer() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let topic = unique_name("carts");
         Kafka::shared().create_topic(&topic, 2, &[]).await?;
@@ -154,6 +156,7 @@ fn java_partition(key: &[u8], partitions: i32) -> i32 {
 
 #[test]
 fn the_test_oracle_matches_kafkas_own_murmur2_vectors() {
+    let _deadline = sluice_tests::deadline();
     // From Apache Kafka's UtilsTest.testMurmur2.
     for (key, hash) in [
         ("21", -973_932_308),
@@ -169,6 +172,7 @@ fn the_test_oracle_matches_kafkas_own_murmur2_vectors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_land_on_the_partition_javas_default_partitioner_picks() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     const PARTITIONS: i32 = 7;
     for kind in BOTH {
         let (env, topic, _) = avro_env(kind, PARTITIONS).await?;
@@ -199,6 +203,7 @@ async fn keys_land_on_the_partition_javas_default_partitioner_picks() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_requests_name_the_problem_and_produce_nothing() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let topic = unique_name("refusals");
         let keyed = unique_name("keyed");
@@ -366,6 +371,7 @@ async fn refused_requests_name_the_problem_and_produce_nothing() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_outage_answers_503_and_never_2xx() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let mut kafka = Kafka::start().await?;
         let topic = unique_name("outage");
@@ -408,6 +414,7 @@ async fn a_broker_outage_answers_503_and_never_2xx() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fire_and_forget_answers_202_and_the_events_arrive() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let topic = unique_name("clicks");
         Kafka::shared().create_topic(&topic, 1, &[]).await?;
@@ -425,6 +432,7 @@ async fn fire_and_forget_answers_202_and_the_events_arrive() -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_latest_version_is_used_within_the_cache_ttl_and_old_records_still_decode() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let (env, topic, v1) = avro_env(kind, 1).await?;
         let reply = env.post(&topic, &order("v1")).await?;
@@ -463,6 +471,7 @@ async fn a_new_latest_version_is_used_within_the_cache_ttl_and_old_records_still
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_topic_created_after_start_is_found_without_restart() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("late");
     let env = Env::start(RegistryKind::Embedded, &route(&topic, "json", None)).await?;
     let reply = env.post(&topic, &json!({"n": 1})).await?;
@@ -489,6 +498,7 @@ async fn a_topic_created_after_start_is_found_without_restart() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_reports_kafka_and_the_registry() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let env = Env::start(kind, "").await?;
         let response = env.http.get(format!("{}/readyz", env.base)).send().await?;
@@ -504,6 +514,7 @@ async fn readyz_reports_kafka_and_the_registry() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pinned_routes_keep_their_version_and_record_name_strategies_find_their_subject() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     for kind in BOTH {
         let (latest, pinned) = (unique_name("latest"), unique_name("pinned"));
         for topic in [&latest, &pinned] {
@@ -547,6 +558,7 @@ async fn pinned_routes_keep_their_version_and_record_name_strategies_find_their_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idempotent_retry_returns_the_first_result_and_produces_nothing_new() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let (env, topic, _) = avro_env(RegistryKind::Embedded, 3).await?;
     let url = format!("{}/v1/topics/{topic}/events", env.base);
     let send = |key: &str, body: &Value| {

@@ -33,6 +33,7 @@ fn write(dir: &Path, cert: &str, key: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_serves_a_generated_certificate_and_picks_up_a_renewed_one() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("https");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let dir = tempfile::tempdir()?;

@@ -52,6 +52,7 @@ async fn subscribe(env: &Env, name: &str, topic: &str, receiver: &Receiver) -> a
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_spans_the_request_the_record_and_the_webhook() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("traced");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let receiver = Receiver::start().await?;
@@ -114,6 +115,7 @@ async fn one_trace_spans_the_request_the_record_and_the_webhook() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_exporter_the_callers_traceparent_passes_through_unchanged() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     let topic = unique_name("untraced");
     Kafka::shared().create_topic(&topic, 1, &[]).await?;
     let receiver = Receiver::start().await?;
