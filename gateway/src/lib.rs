@@ -10,6 +10,8 @@ pub mod codec;
 pub mod config;
 pub mod deliver;
 pub mod dev;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod kafka;
 pub mod plugin;
