@@ -86,7 +86,8 @@ impl Codec {
 
     /// Validates and encodes one event into a Confluent-framed record value. `raw` is the
     /// event's JSON text as received and `event` its parsed form; JSON Schema records carry
-    /// `raw` unchanged.
+    /// `raw` unchanged. A bare `bytes` schema's value follows the header raw, without Avro's
+    /// length prefix, as Confluent's serializers write it.
     pub fn encode(
         &self,
         schema_id: u32,
@@ -100,6 +101,10 @@ impl Codec {
                 encoder
                     .encode(event, reject_unknown, &mut out)
                     .map_err(|e| ValueError { pointer: e.pointer(), message: e.message().to_owned() })?;
+                if encoder.is_bytes() {
+                    let prefix = avro::long_len(&out[wire::HEADER_LEN..]);
+                    out.drain(wire::HEADER_LEN..wire::HEADER_LEN + prefix);
+                }
                 Ok(out)
             }
             Codec::JsonSchema(validator) => {
@@ -107,6 +112,32 @@ impl Codec {
                 let mut out = wire::start(schema_id, raw.len());
                 out.extend_from_slice(raw.as_bytes());
                 Ok(out)
+            }
+        }
+    }
+}
+
+impl Codec {
+    /// A record value's payload (after the wire header) as JSON text: Avro decoded by this
+    /// writer schema (a bare `bytes` schema's payload is the raw bytes), JSON Schema records
+    /// checked to be JSON and passed on as they are.
+    pub fn decode_to_json(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            Codec::Avro(avro) => {
+                let mut json = Vec::with_capacity(payload.len() * 2);
+                let result = if avro.is_bytes() {
+                    let mut datum = Vec::with_capacity(payload.len() + 10);
+                    avro::write_long(&mut datum, i64::try_from(payload.len()).unwrap_or(i64::MAX));
+                    datum.extend_from_slice(payload);
+                    avro.decode_to_json(&datum, &mut json)
+                } else {
+                    avro.decode_to_json(payload, &mut json)
+                };
+                result.map(|()| json).map_err(|e| e.to_string())
+            }
+            Codec::JsonSchema(_) => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| format!("not JSON: {e}"))?;
+                Ok(payload.to_vec())
             }
         }
     }
@@ -130,5 +161,21 @@ mod tests {
         assert_eq!(framed[..5], [0, 0, 0, 1, 44]);
         assert_eq!(&framed[5..], raw.as_bytes(), "the event's JSON is carried as sent");
         assert!(Codec::compile(SchemaType::Protobuf, "syntax = \"proto3\";").is_err());
+    }
+
+    #[test]
+    fn a_bare_bytes_value_is_framed_raw_as_confluents_serializers_write_it() {
+        for schema in [r#""bytes""#, r#"{"type":"bytes","logicalType":"decimal","precision":4,"scale":1}"#] {
+            let codec = Codec::compile(SchemaType::Avro, schema).unwrap();
+            let value = if schema.contains("decimal") { json!("-1.5") } else { json!("\u{1}\u{ff}") };
+            let framed = codec.encode(3, &Json::from(&value), "", true).unwrap();
+            let raw: &[u8] = if schema.contains("decimal") { &[0xf1] } else { &[1, 0xff] };
+            assert_eq!(&framed[5..], raw, "{schema}: no length prefix");
+            let json: serde_json::Value = serde_json::from_slice(&codec.decode_to_json(&framed[5..]).unwrap()).unwrap();
+            assert_eq!(json, value);
+        }
+        // Other schemas keep Avro's encoding.
+        let codec = Codec::compile(SchemaType::Avro, r#""string""#).unwrap();
+        assert_eq!(codec.encode(3, &Json::from(&json!("a")), "", true).unwrap()[5..], [2, b'a']);
     }
 }

@@ -27,7 +27,6 @@ use tracing::Instrument as _;
 
 use super::sign::{Secret, signature};
 use super::spec::{Ordering, Start, SubscriptionSpec};
-use crate::codec::Codec;
 use crate::config::KafkaConfig;
 use crate::kafka::client_config;
 use crate::kafka::producer::Producer;
@@ -695,18 +694,7 @@ async fn decode(deps: &Deps, record: &OwnedMessage) -> Result<Option<Vec<u8>>, D
                 crate::registry::RegistryError::Unavailable(reason) => Decode::Transient(reason),
                 other => Decode::Permanent(format!("schema {id}: {other}")),
             })?;
-            match codec.as_ref() {
-                Codec::Avro(avro) => {
-                    let mut json = Vec::with_capacity(body.len() * 2);
-                    avro.decode_to_json(body, &mut json).map_err(|e| Decode::Permanent(format!("schema {id}: {e}")))?;
-                    Ok(Some(json))
-                }
-                Codec::JsonSchema(_) => {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-                        .map_err(|e| Decode::Permanent(format!("not JSON: {e}")))?;
-                    Ok(Some(body.to_vec()))
-                }
-            }
+            codec.decode_to_json(body).map(Some).map_err(|e| Decode::Permanent(format!("schema {id}: {e}")))
         }
         Err(_) => {
             serde_json::from_slice::<serde::de::IgnoredAny>(payload)

@@ -223,6 +223,13 @@ impl AvroEncoder {
         &self.schema
     }
 
+    /// Whether the schema is a bare `bytes` (a decimal on bytes included). Confluent's
+    /// serializers (Java and Python) write such a value raw after the wire header, without
+    /// Avro's length prefix, and their deserializers read it so: see [`super::Codec`].
+    pub fn is_bytes(&self) -> bool {
+        matches!(self.nodes[self.root], Node::Bytes | Node::Decimal { fixed: None, .. })
+    }
+
     /// Appends the Avro binary encoding of `value` to `out`.
     ///
     /// On error, `out` may hold a partial encoding: callers discard the buffer.
@@ -825,6 +832,11 @@ pub(crate) fn write_long(out: &mut Vec<u8>, n: i64) {
     }
     #[allow(clippy::cast_possible_truncation)]
     out.push(z as u8);
+}
+
+/// How many bytes the zig-zag varint at the start of `bytes` takes.
+pub(crate) fn long_len(bytes: &[u8]) -> usize {
+    bytes.iter().position(|b| b & 0x80 == 0).map_or(bytes.len(), |i| i + 1)
 }
 
 fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
