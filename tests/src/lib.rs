@@ -35,6 +35,7 @@
 //!   of the services under `$TMPDIR/sluice-tests/` after the tests.
 
 mod apicurio;
+pub mod avrogen;
 pub mod bench;
 mod cache;
 mod gateway;
