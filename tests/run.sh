@@ -9,6 +9,8 @@
 #   CARGO_TARGET_DIR   build output (default: ~/.cache/sluice/target, outside the clone)
 #   SLUICE_CACHE_DIR   Kafka jars, Apicurio, Python venv (default: ~/.cache/sluice)
 #   SLUICE_SKIP_LINT=1 skip fmt and clippy (for quick local runs)
+#   SLUICE_FUZZ_SECONDS each fuzz target's run (default 20; 0 skips the fuzzers, not the replay
+#                      of their corpora, which cargo test does)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,6 +51,21 @@ CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins" cargo test --locked --manifest-path
 
 step "cargo test (unit, router and integration tests; the harness starts Kafka and Apicurio)"
 cargo test --workspace --locked
+
+fuzz_seconds="${SLUICE_FUZZ_SECONDS:-20}"
+if [ "$fuzz_seconds" != 0 ]; then
+  step "fuzz targets, ${fuzz_seconds} s each (tests/fuzz: pinned nightly, cargo-fuzz, libFuzzer)"
+  fuzz_toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' tests/fuzz/rust-toolchain.toml)"
+  if ! rustup run "$fuzz_toolchain" rustc --version >/dev/null 2>&1; then
+    rustup toolchain install "$fuzz_toolchain" --profile minimal
+  fi
+  CARGO_FUZZ_VERSION=0.13.2
+  cargo_fuzz="$SLUICE_CACHE_DIR/cargo-fuzz-$CARGO_FUZZ_VERSION"
+  if [ ! -x "$cargo_fuzz/bin/cargo-fuzz" ]; then
+    cargo install --locked --root "$cargo_fuzz" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+  fi
+  tests/fuzz/run.sh "$cargo_fuzz/bin" "$fuzz_seconds"
+fi
 
 step "deploy/ (compose, Kubernetes manifests) with their own validators"
 deploy/check.sh
