@@ -96,10 +96,7 @@ impl Parsed {
     /// types defined under other subjects), dependencies first.
     pub fn parse(schema_type: SchemaType, text: &str, references: &[String]) -> Result<Self, String> {
         match schema_type {
-            SchemaType::Avro if references.is_empty() => {
-                apache_avro::Schema::parse_str(text).map(Parsed::Avro).map_err(|e| format!("invalid Avro schema: {e}"))
-            }
-            SchemaType::Avro => apache_avro::Schema::parse_str_with_list(text, references)
+            SchemaType::Avro => crate::codec::avro::parse_schema(text, references)
                 .map(|(schema, _)| Parsed::Avro(schema))
                 .map_err(|e| format!("invalid Avro schema: {e}")),
             SchemaType::Json => {
