@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 
 use super::problem::Problem;
@@ -47,23 +47,56 @@ fn too_large(limit: usize) -> Problem {
     .with("limit_bytes", limit)
 }
 
-/// Reads at most `limit` bytes; a declared or actual larger body is refused without reading on.
+/// How much of a body over the limit is read and thrown away before it is refused: an answer
+/// sent while the client is still writing, followed by closing the connection with its bytes
+/// unread, makes the client's TCP stack see a reset instead of the 413. Larger bodies are cut
+/// off after this much (their clients may see a reset; nothing more is read).
+const DRAIN_BYTES: usize = 1 << 20;
+/// How long draining may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads at most `limit` bytes; a declared or actual larger body is refused (after reading a
+/// bounded amount more, see [`DRAIN_BYTES`]).
 pub async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, Problem> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body, DRAIN_BYTES).await;
         return Err(too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Err(error) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "unreadable-body",
-            "Unreadable body",
-            format!("the request body could not be read: {error}"),
-        )),
+    let mut body = body;
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable-body",
+                "Unreadable body",
+                format!("the request body could not be read: {error}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        if collected.len() + data.len() > limit {
+            drain(body, DRAIN_BYTES.saturating_sub(collected.len() + data.len())).await;
+            return Err(too_large(limit));
+        }
+        collected.extend_from_slice(&data);
     }
+    Ok(collected.into())
+}
+
+/// Reads and discards up to `bytes` more of a body, for at most [`DRAIN_TIME`].
+async fn drain(mut body: Body, bytes: usize) {
+    let mut left = bytes;
+    let reading = async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => left = left.saturating_sub(frame.data_ref().map_or(0, |d| d.len())),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
 }
 
 /// Splits a body into its events: one event (an object) or a batch (an array of events).
