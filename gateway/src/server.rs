@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::config::ListenerTlsConfig;
 use crate::deliver::Deliveries;
+use crate::deliver::Deps;
 use crate::deliver::guard::{Guard, GuardedResolver};
 use crate::deliver::seal::Sealer;
-use crate::deliver::worker::Deps;
 use crate::http::{AppState, app};
 use crate::kafka::client_config;
 use crate::kafka::log::CompactedLog;
@@ -304,6 +304,7 @@ async fn start_deliveries(
         plugins: plugins.clone(),
         http,
         max_buffered: config.delivery.max_buffered_records,
+        max_buffered_bytes: config.delivery.max_buffered_kbytes.saturating_mul(1024),
         max_prefetch_kbytes: config.delivery.max_prefetch_kbytes,
         tracing: tracing.clone(),
         sealer: Arc::new(Sealer::new(&config.delivery.secrets_keys).map_err(|e| anyhow::anyhow!("[delivery] {e}"))?),

@@ -1,8 +1,12 @@
-//! Webhook delivery across gateway processes, as replicas live in production: one killed with
-//! SIGKILL mid-delivery and started again, and two sharing one subscription until one stops.
-//! The real `sluice` binary, the harness's real Kafka broker and a real HTTP receiver.
+//! Webhook delivery across gateway processes, as replicas live in production, and the chaos it
+//! must ride out without skipping a record: a replica killed (SIGKILL) or stopped (SIGTERM)
+//! while deliveries are retrying and started again, two replicas rebalancing in the middle of
+//! retries, the broker restarted during delivery, a receiver down for a minute. The chaos tests
+//! use the subscription's default start (`latest`), as users get it; each checks that every
+//! record arrived (or was dead-lettered) and that each key's records arrived in order. The real
+//! `sluice` binary, real Kafka brokers and a real HTTP receiver.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,6 +17,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_sluice");
 const SCHEMA: &str = include_str!("../../deploy/examples/schemas/order-placed-v1.avsc");
 const PATH: &str = "hooks/orders";
 const WAIT: Duration = Duration::from_secs(90);
+/// Customers the chaos tests key their events by: ten keys, so each has a sequence to keep.
+const CUSTOMERS: usize = 10;
 
 /// A topic with a subscription to a receiver, and the config every gateway of a test shares.
 struct World {
@@ -22,17 +28,42 @@ struct World {
     receiver: Receiver,
     config: String,
     http: reqwest::Client,
+    bootstrap: String,
+}
+
+/// How a test's subscription is declared.
+struct Setup<'a> {
+    partitions: i32,
+    /// `start = …` for the subscription, or nothing for the default.
+    start: Option<&'a str>,
+    /// The route's key pointer: `/order_id` (every event its own key) or `/customer_id`.
+    key: &'a str,
+    /// More lines of the `[[subscriptions]]` entry (`retry`, …).
+    extra: &'a str,
+    /// A broker of the test's own, instead of the shared one.
+    kafka: Option<&'a Kafka>,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self { partitions: 3, start: Some("earliest"), key: "/order_id", extra: "", kafka: None }
+    }
 }
 
 impl World {
     async fn new(partitions: i32) -> anyhow::Result<Self> {
-        let kafka = Kafka::shared();
+        Self::with(Setup { partitions, ..Setup::default() }).await
+    }
+
+    async fn with(setup: Setup<'_>) -> anyhow::Result<Self> {
+        let kafka = setup.kafka.unwrap_or_else(|| Kafka::shared());
         let topic = unique_name("replicas");
         let dlq = format!("{topic}-dlq");
-        kafka.create_topic(&topic, partitions, &[]).await?;
+        kafka.create_topic(&topic, setup.partitions, &[]).await?;
         kafka.create_topic(&dlq, 1, &[]).await?;
         let receiver = Receiver::start().await?;
         let subscription = unique_name("sub");
+        let start = setup.start.map(|s| format!("start = \"{s}\"\n")).unwrap_or_default();
         let config = format!(
             r#"
 [kafka]
@@ -49,24 +80,26 @@ allow_networks = ["127.0.0.0/8"]
 [[topics]]
 name = "{topic}"
 format = "avro"
-key = "/order_id"
+key = "{key}"
 
 [[subscriptions]]
 name = "{subscription}"
 topics = ["{topic}"]
 url = "{url}"
 secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
-start = "earliest"
-concurrency = 4
+{start}concurrency = 4
 dead_letter_topic = "{dlq}"
+{extra}
 "#,
             bootstrap = kafka.bootstrap_servers(),
             registry = unique_name("_schemas"),
             subscriptions = unique_name("_subscriptions"),
             url = receiver.url(PATH),
+            key = setup.key,
+            extra = setup.extra,
         );
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { topic, dlq, subscription, receiver, config, http })
+        Ok(Self { topic, dlq, subscription, receiver, config, http, bootstrap: kafka.bootstrap_servers() })
     }
 
     async fn register(&self, gateway: &GatewayProcess) -> anyhow::Result<()> {
@@ -81,14 +114,14 @@ dead_letter_topic = "{dlq}"
         Ok(())
     }
 
-    /// Produces orders `o-{first}`..`o-{last}` through a gateway; returns their ids.
+    /// Produces orders `o-{first}`..`o-{last}` through a gateway, order `o-i` for customer
+    /// `c-{i % 10}`; returns their ids.
     async fn produce(&self, gateway: &GatewayProcess, range: std::ops::Range<usize>) -> anyhow::Result<Vec<String>> {
-        let ids: Vec<String> = range.map(|i| format!("o-{i}")).collect();
-        let events: Vec<Value> = ids
-            .iter()
-            .map(|id| {
-                json!({"order_id": id, "customer_id": "c-42", "total_cents": 1999, "currency": "EUR",
-                       "placed_at": 1_795_773_600_123_i64})
+        let ids: Vec<String> = range.clone().map(|i| format!("o-{i}")).collect();
+        let events: Vec<Value> = range
+            .map(|i| {
+                json!({"order_id": format!("o-{i}"), "customer_id": format!("c-{}", i % CUSTOMERS),
+                       "total_cents": 1999, "currency": "EUR", "placed_at": 1_795_773_600_123_i64})
             })
             .collect();
         let response =
@@ -159,7 +192,7 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> anyhow::Resul
 }
 
 async fn dead_lettered(world: &World) -> anyhow::Result<i64> {
-    let (bootstrap, topic) = (Kafka::shared().bootstrap_servers(), world.dlq.clone());
+    let (bootstrap, topic) = (world.bootstrap.clone(), world.dlq.clone());
     tokio::task::spawn_blocking(move || {
         use rdkafka::ClientConfig;
         use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -225,5 +258,173 @@ async fn two_gateways_share_a_subscription_and_one_stopping_hands_its_partitions
     let received = world.all_of(&second).await;
     assert_each_delivered(&received, &[first, second].concat());
     assert_eq!(dead_lettered(&world).await?, 0, "nothing should have been dead-lettered");
+    Ok(())
+}
+
+/// Order ids answered 200 by the receiver.
+fn delivered_ids(received: &[Received]) -> HashSet<String> {
+    received
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.json()["order_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every id answered 200 at least once, or (when `dead` allows) went to the dead letter topic;
+/// and each customer's orders were first delivered in the order they were produced.
+fn assert_complete_and_in_order(received: &[Received], ids: &[String]) {
+    let delivered = delivered_ids(received);
+    let missing: Vec<&String> = ids.iter().filter(|id| !delivered.contains(*id)).collect();
+    assert!(missing.is_empty(), "{} of {} events skipped: {missing:?}", missing.len(), ids.len());
+    let mut first: BTreeMap<usize, usize> = BTreeMap::new();
+    for (at, r) in received.iter().enumerate().filter(|(_, r)| r.status == 200) {
+        let number = r.json()["order_id"].as_str().and_then(|id| id.strip_prefix("o-")).and_then(|n| n.parse().ok());
+        if let Some(number) = number {
+            first.entry(number).or_insert(at);
+        }
+    }
+    for customer in 0..CUSTOMERS {
+        let sequence: Vec<(usize, usize)> =
+            first.iter().filter(|(n, _)| *n % CUSTOMERS == customer).map(|(n, at)| (*n, *at)).collect();
+        for pair in sequence.windows(2) {
+            assert!(
+                pair[0].1 < pair[1].1,
+                "customer c-{customer}: o-{} was first delivered after o-{}",
+                pair[0].0,
+                pair[1].0
+            );
+        }
+    }
+}
+
+/// Retries that keep trying for minutes, quickly: the chaos must not exhaust them.
+const PATIENT: &str = "retry = { max_attempts = 100000, initial_backoff_ms = 100, max_backoff_ms = 1000 }";
+
+/// A chaos world: keyed by customer, the default start, patient retries.
+async fn chaos(partitions: i32, kafka: Option<&Kafka>) -> anyhow::Result<World> {
+    World::with(Setup { partitions, start: None, key: "/customer_id", extra: PATIENT, kafka }).await
+}
+
+/// Waits until the gateway holds all `partitions` (so records produced now come after the start
+/// position the subscription committed).
+async fn holds(world: &World, gateway: &GatewayProcess, partitions: usize) -> anyhow::Result<()> {
+    eventually("the gateway holds its partitions", async || {
+        Ok((assigned(&world.status(gateway).await?).len() == partitions).then_some(()))
+    })
+    .await
+}
+
+/// Waits until every one of `ids` has been tried at least once.
+async fn all_tried(world: &World, ids: &[String]) {
+    world.receiver.wait_until(PATH, WAIT, |received| order_ids(received).len() >= ids.len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_start_stopped_while_the_first_records_retry_skips_nothing() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    // The scenario of the issue: a new subscription with the default start, its receiver down,
+    // 20 events retried, the gateway stopped with SIGTERM and started again, the receiver back.
+    let world = chaos(1, None).await?;
+    world.receiver.set(PATH, Behaviour::Always(503));
+    let mut gateway = GatewayProcess::start("sluice", BINARY, &world.config).await?;
+    world.register(&gateway).await?;
+    holds(&world, &gateway, 1).await?;
+    let ids = world.produce(&gateway, 0..20).await?;
+    // Only the first record of each key is tried while the receiver refuses: 10 keys.
+    world.receiver.wait_until(PATH, WAIT, |received| order_ids(received).len() >= CUSTOMERS).await;
+    gateway.stop().await?;
+    gateway.restart().await?;
+    world.receiver.set(PATH, Behaviour::Ok);
+    let received = world.receiver.wait_until(PATH, WAIT, |r| delivered_ids(r).len() >= ids.len()).await;
+    assert_complete_and_in_order(&received, &ids);
+    assert_eq!(dead_lettered(&world).await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_while_deliveries_retry_skips_nothing_on_restart() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let world = chaos(3, None).await?;
+    // Every delivery fails twice before it goes through: retries are under way when it dies.
+    world.receiver.set(PATH, Behaviour::FailFirst { times: 2, status: 503, retry_after: None });
+    let mut gateway = GatewayProcess::start("sluice", BINARY, &world.config).await?;
+    world.register(&gateway).await?;
+    holds(&world, &gateway, 3).await?;
+    let ids = world.produce(&gateway, 0..150).await?;
+    world.receiver.wait_until(PATH, WAIT, |received| delivered_ids(received).len() >= 20).await;
+    gateway.kill()?;
+    let before = delivered_ids(&world.receiver.received(PATH)).len();
+    assert!(before < 150, "the kill should land mid-delivery; {before} of 150 were delivered");
+    gateway.restart().await?;
+    let received = world.receiver.wait_until(PATH, WAIT, |r| delivered_ids(r).len() >= ids.len()).await;
+    assert_complete_and_in_order(&received, &ids);
+    assert_eq!(dead_lettered(&world).await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_rebalancing_in_the_middle_of_retries_skip_nothing() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let world = chaos(4, None).await?;
+    world.receiver.set(PATH, Behaviour::Always(503));
+    let a = GatewayProcess::start("sluice-a", BINARY, &world.config).await?;
+    world.register(&a).await?;
+    holds(&world, &a, 4).await?;
+    let ids = world.produce(&a, 0..100).await?;
+    world.receiver.wait_until(PATH, WAIT, |received| order_ids(received).len() >= CUSTOMERS).await;
+    // A second replica joins while every key's head is retrying: partitions move to it.
+    let mut b = GatewayProcess::start("sluice-b", BINARY, &world.config).await?;
+    eventually("both replicas hold partitions", async || {
+        let (sa, sb) = (assigned(&world.status(&a).await?), assigned(&world.status(&b).await?));
+        Ok((!sa.is_empty() && !sb.is_empty() && sa.len() + sb.len() == 4).then_some(()))
+    })
+    .await?;
+    world.receiver.set(PATH, Behaviour::Ok);
+    world.receiver.wait_until(PATH, WAIT, |received| delivered_ids(received).len() >= 30).await;
+    // And leaves again in the middle of delivering.
+    b.stop().await?;
+    let received = world.receiver.wait_until(PATH, WAIT, |r| delivered_ids(r).len() >= ids.len()).await;
+    assert_complete_and_in_order(&received, &ids);
+    assert_eq!(dead_lettered(&world).await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restarted_during_delivery_skips_nothing() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let mut kafka = Kafka::start().await?;
+    let world = chaos(3, Some(&kafka)).await?;
+    world.receiver.set(PATH, Behaviour::Delay(Duration::from_millis(20)));
+    let gateway = GatewayProcess::start("sluice", BINARY, &world.config).await?;
+    world.register(&gateway).await?;
+    holds(&world, &gateway, 3).await?;
+    let ids = world.produce(&gateway, 0..300).await?;
+    world.receiver.wait_until(PATH, WAIT, |received| delivered_ids(received).len() >= 40).await;
+    kafka.restart().await?;
+    let received = world.receiver.wait_until(PATH, WAIT, |r| delivered_ids(r).len() >= ids.len()).await;
+    assert_complete_and_in_order(&received, &ids);
+    assert_eq!(dead_lettered(&world).await?, 0);
+    drop(gateway);
+    kafka.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_a_minute_gets_everything_when_it_is_back() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let world = chaos(2, None).await?;
+    world.receiver.set(PATH, Behaviour::Always(503));
+    let gateway = GatewayProcess::start("sluice", BINARY, &world.config).await?;
+    world.register(&gateway).await?;
+    holds(&world, &gateway, 2).await?;
+    let ids = world.produce(&gateway, 0..60).await?;
+    all_tried(&world, &ids[..CUSTOMERS]).await;
+    // Down for a minute, measured from its first refusal.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(delivered_ids(&world.receiver.received(PATH)).is_empty());
+    world.receiver.set(PATH, Behaviour::Ok);
+    let received = world.receiver.wait_until(PATH, WAIT, |r| delivered_ids(r).len() >= ids.len()).await;
+    assert_complete_and_in_order(&received, &ids);
+    assert_eq!(dead_lettered(&world).await?, 0);
     Ok(())
 }

@@ -204,12 +204,13 @@ async fn an_always_failing_receiver_leaves_records_in_the_dead_letter_topic_and_
             .iter()
             .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
             .collect();
-        assert_eq!(headers["sluice-dlq-status"], "500");
-        assert_eq!(headers["sluice-dlq-attempts"], "3");
-        assert_eq!(headers["sluice-dlq-subscription"], "down");
-        assert_eq!(headers["sluice-dlq-topic"], s.topic);
-        assert!(headers["sluice-dlq-reason"].contains("gave up after 3 attempts"));
-        assert!(headers.contains_key("sluice-dlq-offset") && headers.contains_key("sluice-dlq-partition"));
+        assert_eq!(headers["dlq-status"], "500");
+        assert_eq!(headers["dlq-attempts"], "3");
+        assert_eq!(headers["dlq-subscription"], "down");
+        assert_eq!(headers["dlq-original-topic"], s.topic);
+        assert!(headers["dlq-reason"].contains("gave up after 3 attempts"));
+        assert!(headers.contains_key("dlq-original-offset") && headers.contains_key("dlq-original-partition"));
+        assert!(headers["dlq-timestamp"].parse::<i64>().is_ok(), "epoch milliseconds");
         assert_eq!(record.payload().unwrap()[0], 0, "the original record, still Confluent-framed");
     }
     assert_eq!(s.receiver.received("down").len(), 6, "three attempts each");
@@ -252,7 +253,7 @@ async fn undecodable_records_are_dead_lettered_with_the_reason_and_schemaless_js
         .map(|record| {
             let reason = record
                 .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "sluice-dlq-reason"))
+                .and_then(|h| h.iter().find(|h| h.key == "dlq-reason"))
                 .and_then(|h| h.value)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default();
@@ -343,14 +344,14 @@ async fn consume_plugins_modify_skip_and_dead_letter_and_the_failure_hook_decide
     };
     let dead = consume_all(&s.env.bootstrap, &s.dlq, 1, WAIT).await?;
     assert_eq!(dead[0].key(), Some(&b"p-2"[..]));
-    assert!(reason(&dead[0], "sluice-dlq-reason").contains("negative total_cents"));
+    assert!(reason(&dead[0], "dlq-reason").contains("negative total_cents"));
     // Always failing: the hook dead-letters at the third attempt, not the policy's tenth.
     let dead = consume_all(&s.env.bootstrap, &down_dlq, 3, WAIT).await?;
     let by_key: BTreeMap<String, (String, String)> = dead
         .iter()
         .map(|r| {
             let key = String::from_utf8_lossy(r.key().unwrap_or_default()).into_owned();
-            (key, (reason(r, "sluice-dlq-reason"), reason(r, "sluice-dlq-attempts")))
+            (key, (reason(r, "dlq-reason"), reason(r, "dlq-attempts")))
         })
         .collect();
     assert_eq!(by_key.keys().map(String::as_str).collect::<Vec<_>>(), ["p-2", "p-3", "p-4"]);
@@ -748,5 +749,148 @@ async fn secrets_stored_plain_or_under_a_rotated_key_are_sealed_again_with_the_f
     let received = s.receiver.wait_until("resealed", WAIT, |r| !r.is_empty()).await;
     assert_eq!(verify_signatures(&received).await?, 1, "signed with the secret as first given");
     s.env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_waits_for_its_plugin_and_an_undeclared_plugin_is_refused() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let topic = unique_name("held");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    Kafka::shared().create_topic(&format!("{topic}.dlq"), 1, &[]).await?;
+    let token = "admin-token-0123456789";
+    // `redact` is declared without a file: no version is loaded until one is uploaded.
+    let config = format!(
+        "[plugin_host]\ntopic = \"{store}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\n\
+         [[plugins]]\nname = \"redact\"\n\n{route}",
+        store = unique_name("_plugins"),
+        route = route(&topic, "json", Some("/id")),
+    );
+    let env = Env::start(RegistryKind::Embedded, &config).await?;
+    let receiver = Receiver::start().await?;
+    let subscribe = |name: &str, plugin: &str| {
+        let body = json!({
+            "name": name, "topics": [topic], "url": receiver.url(name), "secrets": [SECRET], "start": "earliest",
+            "dead_letter_topic": format!("{topic}.dlq"), "plugins": [plugin],
+        });
+        let request = env.http.post(format!("{}/v1/subscriptions", env.base)).json(&body);
+        async move {
+            let response = request.send().await?;
+            Ok::<_, anyhow::Error>((response.status(), response.json::<Value>().await?))
+        }
+    };
+    let (status, body) = subscribe("ghostly", "ghost").await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["pointer"], "/plugins/0", "{body}");
+
+    let (status, body) = subscribe("held", "redact").await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let events: Vec<Value> =
+        (0..5).map(|i| json!({"id": format!("e-{i}"), "email": format!("user{i}@example.com")})).collect();
+    let reply = env.post(&topic, &Value::Array(events)).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    // Holding: nothing goes out without the plugin.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status: Value = env.http.get(format!("{}/v1/subscriptions/held", env.base)).send().await?.json().await?;
+        if status["worker"] == "holding" {
+            assert!(status["last_error"].as_str().unwrap_or_default().contains("redact"), "{status}");
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never holding: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(receiver.received("held").is_empty(), "delivered without its plugin");
+
+    // Uploaded: every event is delivered, through it.
+    let admin = format!("http://{}/admin/plugins/redact", env.gateway.admin_addr().expect("admin listener"));
+    let wasm = std::fs::read(sluice_tests::plugin_wasm("redact"))?;
+    let uploaded = env.http.put(admin).bearer_auth(token).body(wasm).send().await?;
+    assert_eq!(uploaded.status(), StatusCode::CREATED, "{}", uploaded.text().await?);
+    let received = receiver.wait_until("held", WAIT, |r| r.len() >= 5).await;
+    assert_eq!(received.len(), 5);
+    for request in &received {
+        let email = request.json()["email"].as_str().unwrap_or_default().to_owned();
+        assert!(email.starts_with("u***@"), "delivered unredacted: {email}");
+    }
+    env.gateway.stop().await?;
+    Ok(())
+}
+
+/// Records of a topic as Confluent's Python consumer reads them: `(key, headers)`.
+async fn headers_by_confluent(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, HashMap<String, String>)>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/read_headers.py");
+    let mut command = std::process::Command::new(python().await?);
+    command.args([script, bootstrap, topic, &count.to_string(), "60"]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    anyhow::ensure!(output.status.success(), "read_headers.py: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)?
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line)?;
+            let headers = record["headers"]
+                .as_object()
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .unwrap_or_default();
+            Ok((record["key"].as_str().unwrap_or_default().to_owned(), headers))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_from_both_paths_carry_one_vocabulary_as_confluents_consumer_reads_them() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let topic = unique_name("both");
+    let (produce_dlq, consume_dlq) = (format!("{topic}.produce-dlq"), format!("{topic}.consume-dlq"));
+    for t in [&topic, &produce_dlq, &consume_dlq] {
+        Kafka::shared().create_topic(t, 1, &[]).await?;
+    }
+    // The produce path: the `rules` plugin dead-letters negative totals.
+    let config = format!(
+        "[plugin_host]\ntopic = \"{store}\"\n\n[[plugins]]\nname = \"rules\"\npath = \"{rules}\"\n\n\
+         {route}plugins = [\"rules\"]\ndead_letter_topic = \"{produce_dlq}\"\n",
+        store = unique_name("_plugins"),
+        rules = sluice_tests::plugin_wasm("rules").display(),
+        route = route(&topic, "json", Some("/order_id")),
+    );
+    let env = Env::start(RegistryKind::Embedded, &config).await?;
+    let reply = env
+        .post(&topic, &json!([{"order_id": "bad", "total_cents": -1}, {"order_id": "good", "total_cents": 5}]))
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    // The consume path: a subscriber that always fails, one attempt.
+    let receiver = Receiver::start().await?;
+    receiver.set("down", Behaviour::Always(500));
+    let body = json!({
+        "name": "down", "topics": [topic], "url": receiver.url("down"), "secrets": [SECRET], "start": "earliest",
+        "dead_letter_topic": consume_dlq, "retry": {"max_attempts": 1},
+    });
+    let created = env.http.post(format!("{}/v1/subscriptions", env.base)).json(&body).send().await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let produced = headers_by_confluent(&env.bootstrap, &produce_dlq, 1).await?;
+    let consumed = headers_by_confluent(&env.bootstrap, &consume_dlq, 1).await?;
+    for (path, (key, headers)) in [("produce", &produced[0]), ("consume", &consumed[0])] {
+        assert_eq!(headers.get("dlq-original-topic"), Some(&topic), "{path}: {headers:?}");
+        assert!(!headers.get("dlq-reason").is_none_or(String::is_empty), "{path}: {headers:?}");
+        let millis: i64 = headers.get("dlq-timestamp").map_or(Ok(0), |t| t.parse())?;
+        assert!((sluice::telemetry::now_ms() - millis).abs() < 600_000, "{path}: epoch milliseconds: {headers:?}");
+        assert!(headers.keys().all(|k| !k.starts_with("sluice-dlq")), "{path}: an old header name: {headers:?}");
+        assert!(!key.is_empty(), "{path}: the key is kept");
+    }
+    let (_, produce_headers) = &produced[0];
+    assert_eq!(produce_headers.get("dlq-plugin").map(String::as_str), Some("rules"));
+    let (_, consume_headers) = &consumed[0];
+    assert_eq!(consume_headers.get("dlq-subscription").map(String::as_str), Some("down"));
+    assert_eq!(consume_headers.get("dlq-status").map(String::as_str), Some("500"));
+    assert_eq!(consume_headers.get("dlq-attempts").map(String::as_str), Some("1"));
+    assert!(
+        consume_headers.contains_key("dlq-original-partition") && consume_headers.contains_key("dlq-original-offset")
+    );
+    env.gateway.stop().await?;
     Ok(())
 }

@@ -161,7 +161,7 @@ async fn dead_lettered_then_delivered(schema: &str, hostile: &[u8], good: &[u8],
     anyhow::ensure!(dead.len() == 1, "nothing was dead-lettered");
     assert_eq!(dead[0].key(), Some(&b"hostile"[..]));
     assert_eq!(dead[0].payload().map(<[u8]>::len), Some(hostile.len() + 5), "the record as it was");
-    let why = header(&dead[0], "sluice-dlq-reason");
+    let why = header(&dead[0], "dlq-reason");
     assert!(why.contains(reason), "reason: {why}");
     let delivered = receiver.wait_until("hostile", WAIT, |r| !r.is_empty()).await;
     assert_eq!(delivered.len(), 1, "the record after it was delivered");

@@ -6,7 +6,6 @@
 //! looked up as an API key. Without `[auth]`, every request acts as an anonymous admin.
 
 mod jwt;
-mod scope;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +13,8 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-pub use self::scope::{Pattern, Permission, Scope};
 use crate::config::AuthConfig;
+pub use crate::config::scope::{Pattern, Permission, Scope};
 
 /// Who a request acts as.
 #[derive(Debug, Clone)]

@@ -12,11 +12,11 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
+use super::subscription::SubscriptionSpec;
 use super::{
     AdminConfig, AuthConfig, Config, DeliveryConfig, HttpConfig, KafkaConfig, LimitsConfig, PluginConfig,
     PluginHostConfig, RegistryConfig, TelemetryConfig, TopicConfig, validate, vars,
 };
-use crate::deliver::spec::SubscriptionSpec;
 
 /// One thing wrong with a configuration, at a key path like `topics[1].key` (empty for the file).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,8 @@
 //! going after an error ([`load`]) → cross-field checks ([`validate`]).
 
 mod load;
+pub mod scope;
+pub mod subscription;
 mod validate;
 pub mod vars;
 
@@ -41,7 +43,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Webhook subscriptions declared here (more can be created through the API).
     #[serde(default)]
-    pub subscriptions: Vec<crate::deliver::spec::SubscriptionSpec>,
+    pub subscriptions: Vec<subscription::SubscriptionSpec>,
     /// Webhook delivery settings.
     #[serde(default)]
     pub delivery: DeliveryConfig,
@@ -218,6 +220,9 @@ pub struct DeliveryConfig {
     /// stops taking more from Kafka (and pauses fetching if the subscriber stays behind).
     /// Default 10000.
     pub max_buffered_records: usize,
+    /// Kilobytes of record keys and values a replica holds per subscription while they wait;
+    /// beyond it, likewise. Default 16384 (16 MiB).
+    pub max_buffered_kbytes: usize,
     /// Kilobytes of records librdkafka may prefetch per subscription consumer, ahead of
     /// `max_buffered_records` (its `queued.max.messages.kbytes`; fetch requests are capped to
     /// it too). librdkafka's own default, 65536, lets every subscription hold 64 MiB while its
@@ -232,6 +237,24 @@ pub struct DeliveryConfig {
     pub max_subscriptions: usize,
 }
 
+/// `[delivery] secrets_keys`, decoded: base64 of 32 bytes each.
+pub fn decode_secrets_keys(keys: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    keys.iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| format!("secrets_keys[{i}] is not base64: {e}"))?;
+            if bytes.len() == 32 {
+                Ok(bytes)
+            } else {
+                Err(format!("secrets_keys[{i}] must be 32 bytes, not {}", bytes.len()))
+            }
+        })
+        .collect()
+}
+
 impl std::fmt::Debug for DeliveryConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeliveryConfig")
@@ -239,6 +262,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("allow_networks", &self.allow_networks)
             .field("max_idle_connections_per_host", &self.max_idle_connections_per_host)
             .field("max_buffered_records", &self.max_buffered_records)
+            .field("max_buffered_kbytes", &self.max_buffered_kbytes)
             .field("max_prefetch_kbytes", &self.max_prefetch_kbytes)
             .field("secrets_keys", &format_args!("<{} redacted>", self.secrets_keys.len()))
             .field("max_subscriptions", &self.max_subscriptions)
@@ -253,6 +277,7 @@ impl Default for DeliveryConfig {
             allow_networks: Vec::new(),
             max_idle_connections_per_host: 256,
             max_buffered_records: 10_000,
+            max_buffered_kbytes: 16_384,
             max_prefetch_kbytes: 2048,
             secrets_keys: Vec::new(),
             max_subscriptions: 1000,

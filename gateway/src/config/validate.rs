@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
+use super::subscription::SubscriptionSpec;
 use super::{
     AdminConfig, DeliveryConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig, PluginHostConfig,
     Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TelemetryConfig, TopicConfig, UnknownFields,
 };
-use crate::deliver::spec::SubscriptionSpec;
 
 /// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
 /// (idempotent `acks=all` delivery, Java-compatible partitioning, no topic auto-creation).
@@ -307,11 +307,14 @@ pub(super) fn delivery(delivery: &DeliveryConfig, problems: &mut Vec<Problem>) {
     if delivery.max_buffered_records == 0 {
         problems.push(Problem::new("delivery.max_buffered_records", "must be at least 1"));
     }
+    if delivery.max_buffered_kbytes == 0 {
+        problems.push(Problem::new("delivery.max_buffered_kbytes", "must be at least 1"));
+    }
     // librdkafka's range for queued.max.messages.kbytes.
     if !(1..=2_097_151).contains(&delivery.max_prefetch_kbytes) {
         problems.push(Problem::new("delivery.max_prefetch_kbytes", "must be between 1 and 2097151"));
     }
-    if let Err(why) = crate::deliver::seal::Sealer::new(&delivery.secrets_keys) {
+    if let Err(why) = super::decode_secrets_keys(&delivery.secrets_keys) {
         // The message names the entry: `secrets_keys[i] …`.
         problems.push(Problem::new("delivery", why));
     }
@@ -384,7 +387,7 @@ pub(super) fn auth(auth: &super::AuthConfig, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(at("scopes"), "list what the key may do"));
         }
         for (j, scope) in key.scopes.iter().enumerate() {
-            if let Err(why) = scope.parse::<crate::auth::Scope>() {
+            if let Err(why) = scope.parse::<super::scope::Scope>() {
                 problems.push(Problem::new(format!("auth.api_keys[{i}].scopes[{j}]"), why));
             }
         }

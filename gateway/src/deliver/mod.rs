@@ -1,40 +1,60 @@
-//! Webhook delivery: the consume path.
+//! Webhook delivery: the consume path, as stages that mirror the produce path.
 //!
-//! - [`spec`]: what a subscription is;
-//! - [`store`]: API-created subscriptions and every subscription's state, in Kafka;
-//! - [`worker`]: one subscription's consumer, queues and deliveries on this replica;
-//! - [`sign`]: Standard Webhooks signatures;
+//! - [`worker`]: one subscription on this replica, wiring the stages below;
+//! - [`consumer`]: its Kafka consumer, start positions and rebalances;
+//! - [`offsets`] and [`queues`]: what may be committed, and the per-key queues (pure);
+//! - [`pipeline`]: one record: decode → plugins → webhook with retries → or dead letter;
+//! - [`webhook`] and [`sign`]: the Standard Webhooks request and its signature;
+//! - [`store`], [`seal`] and `reseal`: API-created subscriptions and every subscription's state
+//!   in Kafka, their signing secrets encrypted;
+//! - [`status`]: a subscription as the API shows it;
 //! - [`guard`]: which addresses webhooks may reach.
+//!
+//! What a subscription is lives in [`crate::config::subscription`]; consumer-group
+//! administration in [`crate::kafka::groups`]; the dead-letter writer in
+//! [`crate::kafka::dead_letter`].
 //!
 //! Every replica runs every active subscription's worker; they share each subscription's
 //! consumer group, so Kafka spreads the partitions and moves a lost replica's partitions to
 //! the others. The manager here follows the store: it starts, stops and restarts workers as
 //! subscriptions are created, paused, resumed, replayed, disabled or deleted, on any replica.
 
+pub mod consumer;
+pub mod deps;
 pub mod guard;
+pub mod offsets;
+pub mod pipeline;
+pub mod queues;
+mod redrive;
+mod reseal;
 pub mod seal;
 pub mod sign;
-pub mod spec;
+pub mod stats;
+pub mod status;
 pub mod store;
+pub mod webhook;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
-use serde::Serialize;
 use tokio::sync::watch;
 
+pub use self::deps::Deps;
 use self::guard::Guard;
-use self::spec::{Start, SubscriptionSpec};
+use self::stats::{Stats, WorkerState};
+pub use self::status::Status;
 use self::store::{Key, RunState, StateRecord, StoredSpec, SubscriptionsState};
-use self::worker::{Deps, Exit, Stats};
-use crate::kafka::client_config;
+use self::worker::Exit;
+use crate::config::subscription::SubscriptionSpec;
+use crate::kafka::groups::{self, Positions};
 use crate::kafka::log::{CompactedLog, LogError, Outcome, Plan, record};
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+/// A worker that could not start is started again after this long, doubling up to
+/// [`MAX_RESTART_BACKOFF`].
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Why a subscription operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,36 +100,6 @@ struct Running {
     stats: Arc<Stats>,
     /// Ends once the worker has committed its offsets and left the group.
     done: watch::Receiver<bool>,
-}
-
-/// A subscription as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    #[serde(flatten)]
-    pub spec: SubscriptionSpec,
-    /// `config` or `api`.
-    pub source: &'static str,
-    pub state: RunState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub generation: u64,
-    /// On this replica.
-    pub delivered: u64,
-    pub failed_attempts: u64,
-    pub dead_lettered: u64,
-    pub skipped: u64,
-    pub in_flight: usize,
-    /// Records taken from Kafka on this replica and waiting for an outcome.
-    pub buffered: usize,
-    /// Whether this replica stopped fetching because the subscriber is not keeping up.
-    pub fetch_paused: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Partitions this replica delivers now, by topic (the group spreads them over replicas).
-    pub assigned: BTreeMap<String, Vec<i32>>,
-    /// Records not yet delivered, by topic and partition (whole group).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub lag: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 /// The subscriptions of this replica.
@@ -230,98 +220,30 @@ impl Deliveries {
             running.insert(name.clone(), Running { generation, stop, stats: stats.clone(), done });
             let (deps, this) = (self.deps.clone(), Arc::downgrade(self));
             tokio::spawn(async move {
-                // API-created subscriptions get their time's offsets at creation; one declared in
-                // the config file gets them here, the first time its group runs.
-                if let Ok(Start::Time(ms)) = spec.start_position() {
-                    let (kafka, declared) = (deps.kafka.clone(), spec.clone());
-                    let started = tokio::task::spawn_blocking(move || start_new_group_at(&kafka, &declared, ms)).await;
-                    if let Ok(Err(error)) = started {
-                        tracing::warn!(
-                            subscription = name,
-                            error,
-                            "cannot set the start offsets of a new subscription"
-                        );
-                    }
-                }
-                let exit = worker::run(Arc::new(spec), generation, deps, stats, stopped).await;
+                let exit = run_until_stopped(spec, generation, deps, stats, stopped).await;
                 let _ = finished.send(true);
                 let Some(this) = this.upgrade() else { return };
-                match exit {
-                    Exit::Stopped => {}
-                    Exit::Gone(reason) => {
-                        tracing::warn!(subscription = name, reason, "subscriber is gone; disabling the subscription");
-                        if let Err(error) = this.set_state(&name, RunState::Disabled, Some(reason), None).await {
-                            tracing::error!(subscription = name, error = %error, "cannot record the subscription as disabled");
-                        }
+                if let Exit::Gone(reason) = exit {
+                    tracing::warn!(subscription = name, reason, "subscriber is gone; disabling the subscription");
+                    if let Err(error) = this.set_state(&name, RunState::Disabled, Some(reason), None).await {
+                        tracing::error!(subscription = name, error = %error, "cannot record the subscription as disabled");
                     }
-                    Exit::Failed(error) => tracing::error!(subscription = name, error, "delivery could not start"),
                 }
             });
         }
-    }
-
-    /// Starts sealing again the stored secrets that are not sealed with the first of
-    /// `secrets_keys` (stored before there were keys, or before a rotation), once per
-    /// subscription at a time on this replica. Other replicas may do the same at the same time;
-    /// each write is checked against the state it lands on, so one of them wins and the others
-    /// find nothing to do.
-    fn reseal_stale(self: &Arc<Self>) {
-        let sealer = &self.deps.sealer;
-        let stale: Vec<String> = self
-            .log
-            .read()
-            .created
-            .iter()
-            .filter(|(name, spec)| !sealer.is_current(name, &spec.secrets) && sealer.open(name, &spec.secrets).is_ok())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stale {
-            if !self.resealing.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone()) {
-                continue;
-            }
-            let this = Arc::downgrade(self);
-            tokio::spawn(async move {
-                let Some(this) = this.upgrade() else { return };
-                match this.reseal(&name).await {
-                    Ok(()) => tracing::info!(subscription = name, "signing secrets sealed with the first secrets key"),
-                    Err(error) => {
-                        tracing::warn!(subscription = name, error = %error, "cannot seal the signing secrets again; will retry on the next change")
-                    }
-                }
-                this.resealing.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
-            });
-        }
-    }
-
-    /// Writes subscription `name` again with its secrets sealed with the first key.
-    async fn reseal(&self, name: &str) -> Result<(), SubscriptionError> {
-        let sealer = self.deps.sealer.clone();
-        self.log
-            .write(|current: &SubscriptionsState| {
-                let Some(spec) = current.created.get(name) else { return Ok(Outcome::Nothing(())) };
-                if sealer.is_current(name, &spec.secrets) {
-                    return Ok(Outcome::Nothing(()));
-                }
-                let secrets = sealer.open(name, &spec.secrets).map_err(SubscriptionError::Unavailable)?;
-                let sealed = sealer.seal(name, &secrets).map_err(SubscriptionError::Unavailable)?;
-                let stored =
-                    record(&Key::Subscription { name: name.to_owned() }, Some(&StoredSpec { spec, secrets: &sealed }))?;
-                let (name, sealer) = (name.to_owned(), sealer.clone());
-                Ok(Outcome::Write(Plan {
-                    records: vec![stored],
-                    result: (),
-                    applied: Box::new(move |s: &SubscriptionsState| {
-                        s.created.get(&name).is_none_or(|spec| sealer.is_current(&name, &spec.secrets))
-                    }),
-                }))
-            })
-            .await
     }
 
     /// Creates a subscription through the API.
     pub async fn create(&self, spec: SubscriptionSpec) -> Result<(), SubscriptionError> {
         let mut problems = spec.problems();
         problems.extend(spec.internal_topic_problems(&self.deps.internal));
+        // The same check the configuration file gets: a plugin must be declared (a declared one
+        // without a loaded version holds delivery until it has one).
+        for (i, plugin) in spec.plugins.iter().enumerate() {
+            if !self.deps.plugins.is_declared(plugin) {
+                problems.push((format!("plugins/{i}"), format!("'{plugin}' is not declared in [[plugins]]")));
+            }
+        }
         if !problems.is_empty() {
             return Err(SubscriptionError::Invalid(problems));
         }
@@ -333,15 +255,12 @@ impl Deliveries {
         if self.log.read().created.len() >= self.deps.max_subscriptions {
             return Err(SubscriptionError::TooMany(self.deps.max_subscriptions));
         }
-        let start = spec.start_position().map_err(SubscriptionError::BadRequest)?;
-        // A subscription starting at a time starts paused, gets its offsets, then runs.
-        let first = if matches!(start, Start::Time(_)) { RunState::Paused } else { RunState::Active };
         let sealed = self.deps.sealer.seal(&name, &spec.secrets).map_err(SubscriptionError::Unavailable)?;
         let stored =
             record(&Key::Subscription { name: name.clone() }, Some(&StoredSpec { spec: &spec, secrets: &sealed }))?;
         let state = record(
             &Key::State { name: name.clone() },
-            Some(&StateRecord { state: first, reason: None, generation: 0 }),
+            Some(&StateRecord { state: RunState::Active, reason: None, generation: 0 }),
         )?;
         let check = name.clone();
         self.log
@@ -357,10 +276,6 @@ impl Deliveries {
                 }))
             })
             .await?;
-        if let Start::Time(ms) = start {
-            self.commit_start(&spec, &Positions::Time(ms)).await?;
-            self.set_state(&name, RunState::Active, None, None).await?;
-        }
         tracing::info!(subscription = name, url = spec.url, "subscription created");
         Ok(())
     }
@@ -425,106 +340,6 @@ impl Deliveries {
         Ok(generation)
     }
 
-    /// Delivers the records of the subscription's dead letter topic again, from where the last
-    /// redrive stopped up to the end as it is now. Records that fail again go back to it.
-    pub async fn redrive(self: &Arc<Self>, name: &str) -> Result<i64, SubscriptionError> {
-        let spec = self.require(name)?;
-        let redrive = SubscriptionSpec {
-            name: format!("{}-redrive", spec.name),
-            topics: vec![spec.dead_letter_topic.clone()],
-            start: "earliest".into(),
-            ..spec.clone()
-        };
-        let ends = {
-            let (kafka, group, topic) = (self.deps.kafka.clone(), redrive.group_id(), spec.dead_letter_topic.clone());
-            tokio::task::spawn_blocking(move || pending_to_end(&kafka, &group, &topic))
-                .await
-                .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?
-                .map_err(SubscriptionError::Unavailable)?
-        };
-        let pending: i64 = ends.iter().map(|(_, from, to)| to - from).sum();
-        if pending == 0 {
-            return Ok(0);
-        }
-        let (stop, stopped) = watch::channel(false);
-        let stats = Arc::new(Stats::default());
-        let generation = self.log.read().state(name).generation;
-        let deps = self.deps.clone();
-        let redrive = Arc::new(redrive);
-        let watcher_stats = stats.clone();
-        let target = pending as u64;
-        tokio::spawn(async move {
-            let work = tokio::spawn(worker::run(redrive.clone(), generation, deps, stats, stopped));
-            // Stop once as many records were handled as were waiting when the redrive began.
-            let started = Instant::now();
-            loop {
-                let handled = watcher_stats.delivered.load(std::sync::atomic::Ordering::Relaxed)
-                    + watcher_stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed)
-                    + watcher_stats.skipped.load(std::sync::atomic::Ordering::Relaxed);
-                if handled >= target || started.elapsed() > Duration::from_secs(3600) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let _ = stop.send(true);
-            let _ = work.await;
-            tracing::info!(subscription = redrive.name, "redrive finished");
-        });
-        Ok(pending)
-    }
-
-    /// Every subscription, with its state and this replica's counters.
-    pub async fn list(&self) -> Vec<Status> {
-        let names: Vec<String> = self.specs(&self.log.read()).into_keys().collect();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Ok(status) = self.status(&name, false).await {
-                out.push(status);
-            }
-        }
-        out
-    }
-
-    /// One subscription; `lag` asks Kafka for the group's offsets (slower).
-    pub async fn status(&self, name: &str, lag: bool) -> Result<Status, SubscriptionError> {
-        let (spec, source, state) = {
-            let current = self.log.read();
-            let (spec, source) =
-                self.specs(&current).remove(name).ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
-            (spec, source, current.state(name))
-        };
-        let stats = self.running.lock().unwrap_or_else(PoisonError::into_inner).get(name).map(|r| r.stats.clone());
-        let stats = stats.unwrap_or_default();
-        let lag = if lag {
-            let (kafka, spec) = (self.deps.kafka.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || group_lag(&kafka, &spec))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        } else {
-            BTreeMap::new()
-        };
-        use std::sync::atomic::Ordering as A;
-        Ok(Status {
-            source,
-            state: state.state,
-            reason: state.reason,
-            generation: state.generation,
-            delivered: stats.delivered.load(A::Relaxed),
-            failed_attempts: stats.failed_attempts.load(A::Relaxed),
-            dead_lettered: stats.dead_lettered.load(A::Relaxed),
-            skipped: stats.skipped.load(A::Relaxed),
-            in_flight: stats.in_flight.load(A::Relaxed),
-            buffered: stats.buffered.load(A::Relaxed),
-            fetch_paused: stats.paused.load(A::Relaxed),
-            last_error: stats.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
-            assigned: stats.assignment(),
-            lag,
-            spec,
-        })
-    }
-
     /// A subscription's spec (what access to it is decided by).
     pub fn spec(&self, name: &str) -> Result<SubscriptionSpec, SubscriptionError> {
         self.require(name)
@@ -566,145 +381,41 @@ impl Deliveries {
     /// paused). Waits for the group to be empty first.
     async fn commit_start(&self, spec: &SubscriptionSpec, positions: &Positions) -> Result<(), SubscriptionError> {
         let (kafka, spec, positions) = (self.deps.kafka.clone(), spec.clone(), positions.clone());
-        tokio::task::spawn_blocking(move || move_group(&kafka, &spec, &positions))
+        tokio::task::spawn_blocking(move || groups::move_group(&kafka, &spec.group_id(), &spec.topics, &positions))
             .await
             .map_err(|e| SubscriptionError::Unavailable(e.to_string()))?
-            .map_err(SubscriptionError::Unavailable)
+            .map_err(|e| SubscriptionError::Unavailable(e.to_string()))
     }
 }
 
-#[derive(Debug, Clone)]
-enum Positions {
-    Time(i64),
-    Offsets(BTreeMap<String, BTreeMap<i32, i64>>),
-}
-
-fn admin_consumer(kafka: &crate::config::KafkaConfig, group: &str) -> Result<BaseConsumer, String> {
-    let mut config = client_config(kafka);
-    config.set("group.id", group).set("enable.auto.commit", "false");
-    config.create().map_err(|e| format!("cannot create a consumer: {e}"))
-}
-
-fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
-    let metadata =
-        consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT).map_err(|e| format!("metadata of {topic}: {e}"))?;
-    Ok(metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
-}
-
-/// Waits until the group has no members, then commits the positions for every partition.
-fn move_group(
-    kafka: &crate::config::KafkaConfig,
-    spec: &SubscriptionSpec,
-    positions: &Positions,
-) -> Result<(), String> {
-    let group = spec.group_id();
-    let consumer = admin_consumer(kafka, &group)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Runs a subscription's worker until it is stopped or its subscriber is gone; a worker that
+/// cannot start (a name that does not resolve yet, a consumer that cannot be created) is
+/// started again with backoff, its state and reason in the status meanwhile.
+async fn run_until_stopped(
+    spec: SubscriptionSpec,
+    generation: u64,
+    deps: Deps,
+    stats: Arc<Stats>,
+    mut stopped: watch::Receiver<bool>,
+) -> Exit {
+    let spec = Arc::new(spec);
+    let mut backoff = RESTART_BACKOFF;
     loop {
-        let groups = consumer
-            .fetch_group_list(Some(&group), KAFKA_TIMEOUT)
-            .map_err(|e| format!("cannot describe group {group}: {e}"))?;
-        if groups.groups().iter().all(|g| g.members().is_empty()) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("group {group} still has members after 60 s"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mut list = TopicPartitionList::new();
-    for topic in &spec.topics {
-        for partition in partitions(&consumer, topic)? {
-            let offset = match positions {
-                Positions::Time(ms) => Offset::Offset(*ms),
-                Positions::Offsets(offsets) => {
-                    Offset::Offset(offsets.get(topic).and_then(|p| p.get(&partition)).copied().unwrap_or(0))
+        match worker::run(spec.clone(), generation, deps.clone(), stats.clone(), stopped.clone()).await {
+            Exit::Failed(reason) => {
+                tracing::error!(
+                    subscription = spec.name,
+                    reason,
+                    retry_in_ms = backoff.as_millis(),
+                    "delivery could not start"
+                );
+                stats.set_worker(&spec.name, WorkerState::Failed, Some(reason));
+                if pipeline::wait(backoff, &mut stopped).await {
+                    return Exit::Stopped;
                 }
-            };
-            list.add_partition_offset(topic, partition, offset).map_err(|e| e.to_string())?;
-        }
-    }
-    let list = match positions {
-        // The first offset at or after the time, per partition (the end where there is none).
-        Positions::Time(_) => {
-            let mut found =
-                consumer.offsets_for_times(list, KAFKA_TIMEOUT).map_err(|e| format!("offsets for the time: {e}"))?;
-            for element in found.clone().elements() {
-                if element.offset() == Offset::End {
-                    let (_, high) = consumer
-                        .fetch_watermarks(element.topic(), element.partition(), KAFKA_TIMEOUT)
-                        .map_err(|e| e.to_string())?;
-                    found
-                        .set_partition_offset(element.topic(), element.partition(), Offset::Offset(high))
-                        .map_err(|e| e.to_string())?;
-                }
+                backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
             }
-            found
-        }
-        Positions::Offsets(_) => list,
-    };
-    consumer.assign(&list).map_err(|e| e.to_string())?;
-    consumer.commit(&list, CommitMode::Sync).map_err(|e| format!("cannot commit the start offsets: {e}"))
-}
-
-/// Commits the offsets of time `ms` for a subscription whose group has never committed and has no
-/// members: a new subscription. Anything else is left as it is.
-fn start_new_group_at(kafka: &crate::config::KafkaConfig, spec: &SubscriptionSpec, ms: i64) -> Result<(), String> {
-    let group = spec.group_id();
-    let consumer = admin_consumer(kafka, &group)?;
-    let mut list = TopicPartitionList::new();
-    for topic in &spec.topics {
-        for partition in partitions(&consumer, topic)? {
-            list.add_partition(topic, partition);
+            other => return other,
         }
     }
-    let committed = consumer.committed_offsets(list, KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
-    if committed.elements().iter().any(|e| e.offset().to_raw().is_some_and(|o| o >= 0)) {
-        return Ok(());
-    }
-    let groups = consumer.fetch_group_list(Some(&group), KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
-    if groups.groups().iter().any(|g| !g.members().is_empty()) {
-        return Ok(());
-    }
-    drop(consumer);
-    move_group(kafka, spec, &Positions::Time(ms))
-}
-
-/// For a group and one topic: (partition, committed offset or earliest, end) per partition.
-fn pending_to_end(
-    kafka: &crate::config::KafkaConfig,
-    group: &str,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>, String> {
-    let consumer = admin_consumer(kafka, group)?;
-    let mut out = Vec::new();
-    let parts = partitions(&consumer, topic)?;
-    let mut list = TopicPartitionList::new();
-    for partition in &parts {
-        list.add_partition(topic, *partition);
-    }
-    let committed = consumer.committed_offsets(list, KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
-    for partition in parts {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_TIMEOUT).map_err(|e| e.to_string())?;
-        let from = committed
-            .find_partition(topic, partition)
-            .and_then(|p| p.offset().to_raw())
-            .filter(|o| *o >= 0)
-            .unwrap_or(low);
-        out.push((partition, from, high));
-    }
-    Ok(out)
-}
-
-/// Records between the group's committed offsets and the ends of its topics.
-fn group_lag(
-    kafka: &crate::config::KafkaConfig,
-    spec: &SubscriptionSpec,
-) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, String> {
-    let mut out = BTreeMap::new();
-    for topic in &spec.topics {
-        let pending = pending_to_end(kafka, &spec.group_id(), topic)?;
-        out.insert(topic.clone(), pending.into_iter().map(|(p, from, to)| (p, (to - from).max(0))).collect());
-    }
-    Ok(out)
 }

@@ -32,15 +32,12 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// Keys as base64 of 32 bytes each (checked when the config was loaded).
     pub fn new(keys: &[String]) -> Result<Self, String> {
-        let keys = keys
+        let keys = crate::config::decode_secrets_keys(keys)?
             .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let bytes =
-                    STANDARD.decode(text.trim()).map_err(|e| format!("secrets_keys[{i}] is not base64: {e}"))?;
-                let key = UnboundKey::new(&AES_256_GCM, &bytes)
-                    .map_err(|_| format!("secrets_keys[{i}] must be 32 bytes, not {}", bytes.len()))?;
-                Ok(LessSafeKey::new(key))
+            .map(|bytes| {
+                UnboundKey::new(&AES_256_GCM, bytes)
+                    .map(LessSafeKey::new)
+                    .map_err(|_| "a key is not 32 bytes".to_owned())
             })
             .collect::<Result<_, String>>()?;
         Ok(Self { keys, random: SystemRandom::new() })

@@ -22,12 +22,14 @@ impl std::str::FromStr for Secret {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let encoded = text.strip_prefix("whsec_").ok_or("a signing secret starts with whsec_")?;
-        let key = STANDARD.decode(encoded).map_err(|e| format!("the part after whsec_ is not base64: {e}"))?;
-        if key.len() < 16 {
-            return Err("a signing secret needs at least 16 bytes of key".into());
-        }
-        Ok(Secret(key))
+        crate::config::subscription::secret_key(text).map(Secret)
+    }
+}
+
+impl Secret {
+    /// The secrets that parse (a spec's were checked when it was accepted).
+    pub fn parse_all(secrets: &[String]) -> Vec<Secret> {
+        secrets.iter().filter_map(|s| s.parse().ok()).collect()
     }
 }
 

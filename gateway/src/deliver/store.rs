@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::SubscriptionSpec;
+use crate::config::subscription::SubscriptionSpec;
 use crate::kafka::log::Fold;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

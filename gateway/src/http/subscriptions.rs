@@ -16,7 +16,7 @@ use super::AppState;
 use super::body::{check_content_type, read_limited};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
-use crate::deliver::spec::SubscriptionSpec;
+use crate::config::subscription::SubscriptionSpec;
 use crate::deliver::{ReplayFrom, SubscriptionError};
 
 pub fn routes() -> Router<Arc<AppState>> {

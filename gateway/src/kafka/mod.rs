@@ -1,5 +1,8 @@
-//! Kafka clients: the shared client settings, broker health, the producer and topic checks.
+//! Kafka clients: the shared client settings, broker health, the producer and topic checks,
+//! consumer-group administration and the dead-letter vocabulary both paths write.
 
+pub mod dead_letter;
+pub mod groups;
 pub mod health;
 pub mod log;
 pub mod producer;

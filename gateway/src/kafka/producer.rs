@@ -182,3 +182,15 @@ impl Producer {
         self.inner.flush(timeout)
     }
 }
+
+/// Record headers as rdkafka wants them.
+pub fn kafka_headers(headers: &[crate::plugin::bindings::Header]) -> Option<rdkafka::message::OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len());
+    for header in headers {
+        owned = owned.insert(rdkafka::message::Header { key: &header.key, value: Some(&header.value) });
+    }
+    Some(owned)
+}

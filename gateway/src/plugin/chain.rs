@@ -1,16 +1,88 @@
-//! Running a route's plugins over a batch on the produce path and applying their actions.
+//! Running a chain of plugins, on both paths, with one rule for a plugin that is declared but
+//! has no loaded version: it is not skipped, it fails (`PluginError::NotLoaded`), and the path
+//! decides as for any plugin that cannot be called now.
 //!
-//! Each plugin sees the events the previous one kept, in order. Accepted and modified events
-//! go on; dropped, rejected and dead-lettered ones stop with that outcome; a rerouted event goes
-//! on with its new topic; a fanned-out event is replaced by its copies (which keep the index of
-//! the event they came from). When a plugin fails, the route's `on_plugin_error` policy decides
-//! for every event of the batch.
+//! Produce ([`run_produce`]): each plugin sees the events the previous one kept, in order.
+//! Accepted and modified events go on; dropped, rejected and dead-lettered ones stop with that
+//! outcome; a rerouted event goes on with its new topic; a fanned-out event is replaced by its
+//! copies (which keep the index of the event they came from). When a plugin fails, the route's
+//! `on_plugin_error` policy decides for every event of the batch.
+//!
+//! Consume ([`run_consume`]): one record through the subscription's plugins; the first that
+//! skips or dead-letters it ends the chain.
 
 use std::sync::Arc;
 
-use super::bindings::{Action, Changes, Event, Header, Hooks};
+use super::bindings::{Action, Changes, Delivery, Event, Hooks};
+use super::store::Plugins;
 use super::{LoadedPlugin, PluginError};
 use crate::config::OnPluginError;
+
+/// A chain's plugins by name, with their versions loaded now (`None`: declared, not loaded).
+pub type Chain = Vec<(String, Option<Arc<LoadedPlugin>>)>;
+
+/// The plugins `names` as loaded now.
+pub fn resolve(plugins: &Plugins, names: &[String]) -> Chain {
+    names.iter().map(|name| (name.clone(), plugins.get(name))).collect()
+}
+
+fn not_loaded(name: &str) -> PluginError {
+    PluginError::NotLoaded { plugin: name.to_owned() }
+}
+
+/// How one record left the consume chain.
+#[derive(Debug)]
+pub enum ConsumeOutcome {
+    /// Deliver this value (the record's, or a plugin's change of it).
+    Deliver(Vec<u8>),
+    Skip {
+        plugin: String,
+        reason: String,
+    },
+    DeadLetter {
+        plugin: String,
+        reason: String,
+    },
+    /// A plugin failed on it: the record is dead-lettered rather than lost.
+    Failed {
+        plugin: String,
+        error: PluginError,
+    },
+    /// A plugin could not be called now (not loaded, busy, breaker open): the record waits.
+    Unavailable {
+        plugin: String,
+        error: PluginError,
+    },
+}
+
+/// Runs `chain` over one record's event (each call on the blocking pool).
+pub async fn run_consume(chain: &[(String, Option<Arc<LoadedPlugin>>)], mut event: Event) -> ConsumeOutcome {
+    for (name, plugin) in chain {
+        let plugin = match plugin {
+            Some(plugin) if plugin.implements(Hooks::CONSUME) => plugin,
+            Some(_) => continue,
+            None => return ConsumeOutcome::Unavailable { plugin: name.clone(), error: not_loaded(name) },
+        };
+        let (mut events, decision) = plugin.consume(vec![event]).await;
+        event = match events.pop() {
+            Some(event) => event,
+            None => return ConsumeOutcome::Failed { plugin: name.clone(), error: not_loaded(name) },
+        };
+        match decision.map(|mut d| d.remove(0)) {
+            Ok(Delivery::Deliver) => {}
+            Ok(Delivery::Modify(changes)) => {
+                if let Some(value) = changes.value {
+                    event.value = value;
+                }
+            }
+            Ok(Delivery::Skip(reason)) => return ConsumeOutcome::Skip { plugin: name.clone(), reason },
+            Ok(Delivery::DeadLetter(reason)) => return ConsumeOutcome::DeadLetter { plugin: name.clone(), reason },
+            Err(error) if error.is_unavailable() => return ConsumeOutcome::Unavailable { plugin: name.clone(), error },
+            Err(error) => return ConsumeOutcome::Failed { plugin: name.clone(), error },
+        }
+    }
+    ConsumeOutcome::Deliver(event.value)
+}
 
 /// An event still on its way, with the index of the request event it came from.
 #[derive(Debug, Clone)]
@@ -54,7 +126,7 @@ pub struct Outcome {
 
 /// Runs `plugins` in order over `items`, each call on the blocking pool (see
 /// [`LoadedPlugin::produce`]).
-pub async fn run(
+pub async fn run_produce(
     plugins: &[(String, Option<Arc<LoadedPlugin>>)],
     mut items: Vec<Item>,
     policy: OnPluginError,
@@ -67,17 +139,13 @@ pub async fn run(
         let plugin = match plugin {
             Some(plugin) if plugin.implements(Hooks::PRODUCE) => plugin,
             Some(_) => continue,
-            None => {
-                let error =
-                    PluginError::Instantiate { plugin: name.clone(), message: "no version of it is loaded".into() };
-                match fail(name, &error, items, policy, &mut stopped) {
-                    Some(kept) => {
-                        items = kept;
-                        continue;
-                    }
-                    None => return Outcome { items: Vec::new(), stopped },
+            None => match fail(name, &not_loaded(name), items, policy, &mut stopped) {
+                Some(kept) => {
+                    items = kept;
+                    continue;
                 }
-            }
+                None => return Outcome { items: Vec::new(), stopped },
+            },
         };
         let (origins, key_sets, events): (Vec<usize>, Vec<bool>, Vec<Event>) =
             items.into_iter().fold((Vec::new(), Vec::new(), Vec::new()), |(mut o, mut k, mut e), item| {
@@ -185,16 +253,4 @@ fn apply(event: &mut Event, changes: Changes) {
     if let Some(headers) = changes.headers {
         event.headers = headers;
     }
-}
-
-/// Record headers as rdkafka wants them.
-pub fn kafka_headers(headers: &[Header]) -> Option<rdkafka::message::OwnedHeaders> {
-    if headers.is_empty() {
-        return None;
-    }
-    let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len());
-    for header in headers {
-        owned = owned.insert(rdkafka::message::Header { key: &header.key, value: Some(&header.value) });
-    }
-    Some(owned)
 }

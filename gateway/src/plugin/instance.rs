@@ -70,6 +70,8 @@ pub enum PluginError {
     Busy { plugin: String, limit: usize },
     #[error("plugin {plugin} failed repeatedly; its calls are refused for {retry_after_ms} ms more")]
     CircuitOpen { plugin: String, retry_after_ms: u64 },
+    #[error("plugin {plugin} is declared but no version of it is loaded")]
+    NotLoaded { plugin: String },
 }
 
 impl PluginError {
@@ -83,13 +85,14 @@ impl PluginError {
             PluginError::Instantiate { .. } => "instantiate",
             PluginError::Busy { .. } => "busy",
             PluginError::CircuitOpen { .. } => "circuit-open",
+            PluginError::NotLoaded { .. } => "not-loaded",
         }
     }
 
-    /// Whether the plugin was not called at all (at its concurrency cap, or its breaker open):
-    /// asking again later may succeed.
+    /// Whether the plugin was not called at all (no version loaded yet, at its concurrency cap,
+    /// or its breaker open): asking again later may succeed.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, PluginError::Busy { .. } | PluginError::CircuitOpen { .. })
+        matches!(self, PluginError::Busy { .. } | PluginError::CircuitOpen { .. } | PluginError::NotLoaded { .. })
     }
 }
 

@@ -13,16 +13,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use serde_json::value::RawValue;
 
 pub use self::results::{EventError, EventErrorKind, EventResult, Outcome, Part};
 use crate::codec::json;
 use crate::config::{Ack, Format};
-use crate::kafka::producer::{ProduceError, Producer};
+use crate::kafka::dead_letter::DeadLetter;
+use crate::kafka::producer::{ProduceError, Producer, kafka_headers};
 use crate::kafka::topics::Topics;
 use crate::plugin::bindings::{Event, Header};
-use crate::plugin::chain::{self, Item, Stop, kafka_headers};
+use crate::plugin::chain::{self, Item, Stop};
 use crate::plugin::store::Plugins;
 use crate::registry::{RegistryError, Resolved, SchemaCache};
 use crate::route::{KeyError, Route, Routes, extract_key};
@@ -80,7 +80,7 @@ struct Record {
     topic: String,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
-    headers: Option<OwnedHeaders>,
+    headers: Option<rdkafka::message::OwnedHeaders>,
     schema_id: Option<u32>,
     dead_letter: Option<(String, String)>,
 }
@@ -210,8 +210,8 @@ impl Pipeline {
                 },
             })
             .collect();
-        let plugins: Vec<_> = route.plugins.iter().map(|name| (name.clone(), self.plugins.get(name))).collect();
-        let outcome = chain::run(&plugins, items, route.on_plugin_error).await;
+        let plugins = chain::resolve(&self.plugins, &route.plugins);
+        let outcome = chain::run_produce(&plugins, items, route.on_plugin_error).await;
         let work = outcome
             .items
             .into_iter()
@@ -378,16 +378,8 @@ fn dead_letter(
         .key
         .as_ref()
         .and_then(|pointer| json::parse(original.get()).ok().and_then(|event| extract_key(&event, pointer).ok()));
-    let time =
-        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let headers = context.iter().fold(OwnedHeaders::new_with_capacity(4 + context.len()), |headers, header| {
-        headers.insert(KafkaHeader { key: &header.key, value: Some(&header.value) })
-    });
-    let headers = headers
-        .insert(KafkaHeader { key: "sluice-dlq-reason", value: Some(reason) })
-        .insert(KafkaHeader { key: "sluice-dlq-plugin", value: Some(plugin) })
-        .insert(KafkaHeader { key: "sluice-dlq-original-topic", value: Some(&route.topic) })
-        .insert(KafkaHeader { key: "sluice-dlq-time", value: Some(&time) });
+    let why = DeadLetter { reason, original_topic: &route.topic, plugin: Some(plugin), ..DeadLetter::default() };
+    let headers = why.headers(context.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
     Ok(Record {
         origin,
         topic: topic.clone(),

@@ -298,6 +298,30 @@ impl Metrics {
         }
     }
 
+    /// One webhook request of a subscription: its answer (`status` or `error`) and time.
+    pub fn delivery_attempt(&self, subscription: &str, status: &str, took: std::time::Duration) {
+        let subscription = subscription.to_owned();
+        self.delivery_attempts
+            .get_or_create(&AttemptLabels { subscription: subscription.clone(), status: status.to_owned() })
+            .inc();
+        self.delivery_duration.get_or_create(&SubscriptionLabels { subscription }).observe(took.as_secs_f64());
+    }
+
+    /// Records behind in a partition this replica holds for a subscription.
+    pub fn consumer_lag(&self, subscription: &str, topic: &str, partition: i32, behind: i64) {
+        let labels = LagLabels { subscription: subscription.to_owned(), topic: topic.to_owned(), partition };
+        self.consumer_lag.get_or_create(&labels).set(behind);
+    }
+
+    /// Forgets the lag of partitions this replica no longer holds: another replica reports them.
+    pub fn forget_lag(&self, subscription: &str, partitions: &[(String, i32)]) {
+        for (topic, partition) in partitions {
+            let labels =
+                LagLabels { subscription: subscription.to_owned(), topic: topic.clone(), partition: *partition };
+            self.consumer_lag.remove(&labels);
+        }
+    }
+
     /// Sets the state a subscription is in on this replica.
     pub fn subscription_state(&self, subscription: &str, current: &str) {
         for state in SUBSCRIPTION_STATES {

@@ -296,9 +296,9 @@ fn plugin_overhead(events: &[Value]) -> anyhow::Result<()> {
             for _ in 0..rounds {
                 let items = batch.clone();
                 let outcome = if with_plugin {
-                    chain::run(&plugins, items, OnPluginError::Reject).await
+                    chain::run_produce(&plugins, items, OnPluginError::Reject).await
                 } else {
-                    chain::run(&[], items, OnPluginError::Reject).await
+                    chain::run_produce(&[], items, OnPluginError::Reject).await
                 };
                 std::hint::black_box(outcome);
             }

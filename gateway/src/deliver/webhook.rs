@@ -1,0 +1,175 @@
+//! The webhook request of one delivery attempt (Standard Webhooks: `webhook-id`,
+//! `webhook-timestamp`, `webhook-signature`, plus where the record is in Kafka) and how the
+//! subscriber's answer is classified.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use sha2::{Digest, Sha256};
+
+use super::deps::Deps;
+use super::sign::{Secret, signature};
+use crate::config::subscription::SubscriptionSpec;
+use crate::telemetry::trace;
+
+/// How much of a subscriber's 2xx answer is read (and discarded) before its connection is
+/// dropped instead.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// Where a subscription's events go and what signs them, parsed once: per request, parsing the
+/// URL cost more than signing the body.
+#[derive(Debug)]
+pub struct Target {
+    pub url: reqwest::Url,
+    pub secrets: Vec<Secret>,
+}
+
+impl Target {
+    pub fn new(spec: &SubscriptionSpec) -> Result<Self, String> {
+        let url = reqwest::Url::parse(&spec.url).map_err(|_| format!("'{}' is not a URL", spec.url))?;
+        Ok(Self { url, secrets: Secret::parse_all(&spec.secrets) })
+    }
+}
+
+/// Why an attempt did not deliver.
+#[derive(Debug)]
+pub enum Failed {
+    /// 410 Gone: the subscriber wants no more.
+    Gone,
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer (connection refused, timeout, TLS, …).
+    Request(String),
+}
+
+impl Failed {
+    /// The label of the attempt's outcome in the metrics.
+    pub fn status_label(result: &Result<u16, Failed>) -> String {
+        match result {
+            Ok(status) => status.to_string(),
+            Err(Failed::Gone) => "410".to_owned(),
+            Err(Failed::Status { status, .. }) => status.to_string(),
+            Err(Failed::Request(_)) => "error".to_owned(),
+        }
+    }
+}
+
+/// The stable id of a record's message: the same on every retry and redelivery, new on a
+/// replay (a new generation).
+pub fn webhook_id(subscription: &str, generation: u64, topic: &str, partition: i32, offset: i64) -> String {
+    let digest = Sha256::digest(format!("{subscription}\n{generation}\n{topic}\n{partition}\n{offset}"));
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+/// Sends one attempt; `Ok` carries the subscriber's 2xx status.
+pub async fn post(
+    spec: &SubscriptionSpec,
+    deps: &Deps,
+    target: &Target,
+    id: &str,
+    record: &OwnedMessage,
+    parent: &opentelemetry::Context,
+    body: &[u8],
+) -> Result<u16, Failed> {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut request = deps
+        .http
+        .post(target.url.clone())
+        .timeout(Duration::from_millis(spec.timeout_ms))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature(&target.secrets, id, timestamp, body))
+        .header("sluice-topic", record.topic())
+        .header("sluice-partition", record.partition().to_string())
+        .header("sluice-offset", record.offset().to_string());
+    // The record's trace context (from the produce request), through this attempt's span.
+    let context = deps.tracing.start(
+        format!("deliver {}", spec.name),
+        SpanKind::Client,
+        parent,
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("sluice.subscription", spec.name.clone()),
+            KeyValue::new("messaging.destination.name", record.topic().to_owned()),
+            KeyValue::new("messaging.kafka.offset", record.offset()),
+        ],
+    );
+    for (name, value) in trace::inject(&context) {
+        request = request.header(name, value);
+    }
+    if let Some(key) = record.key() {
+        match std::str::from_utf8(key) {
+            Ok(text) if text.chars().all(|c| !c.is_control()) => request = request.header("sluice-key", text),
+            _ => {
+                use base64::Engine as _;
+                request = request.header("sluice-key-base64", base64::engine::general_purpose::STANDARD.encode(key));
+            }
+        }
+    }
+    let sent = request.body(body.to_vec()).send().await;
+    let span = context.span();
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(error) => {
+            span.set_status(opentelemetry::trace::Status::error(error.to_string()));
+            return Err(Failed::Request(format!("{error:#}")));
+        }
+    };
+    let status = response.status();
+    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+    if status.is_success() {
+        // Read (and discard) a short body so the connection can be reused; a longer one is not
+        // waited for: the connection is dropped instead.
+        let mut read = 0;
+        while read <= MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+        return Ok(status.as_u16());
+    }
+    span.set_status(opentelemetry::trace::Status::error(status.to_string()));
+    if status == reqwest::StatusCode::GONE {
+        return Err(Failed::Gone);
+    }
+    let retry_after = if matches!(status.as_u16(), 429 | 503) {
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    } else {
+        None
+    };
+    Err(Failed::Status { status: status.as_u16(), retry_after })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_ids_are_stable_per_record_and_new_per_replay() {
+        let id = webhook_id("billing", 0, "orders", 2, 41);
+        assert!(id.starts_with("msg_") && id.len() == 28, "{id}");
+        assert_eq!(id, webhook_id("billing", 0, "orders", 2, 41));
+        assert_ne!(id, webhook_id("billing", 1, "orders", 2, 41), "a replay is a new message");
+        assert_ne!(id, webhook_id("billing", 0, "orders", 2, 42));
+    }
+
+    #[test]
+    fn attempt_labels_are_the_status_or_error() {
+        assert_eq!(Failed::status_label(&Ok(204)), "204");
+        assert_eq!(Failed::status_label(&Err(Failed::Gone)), "410");
+        assert_eq!(Failed::status_label(&Err(Failed::Request("refused".into()))), "error");
+    }
+}
