@@ -121,12 +121,22 @@ fn version(text: &str) -> Result<VersionSpec, ApiError> {
     text.parse().map_err(|message| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: 42202, message })
 }
 
-fn flag(params: &HashMap<String, String>, name: &str) -> bool {
-    params.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+/// A boolean query parameter: absent is false; `true` or `false` (any case), else 422.
+fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None => Ok(false),
+        Some(value) if value.eq_ignore_ascii_case("true") => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("false") => Ok(false),
+        Some(value) => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: 422,
+            message: format!("query parameter '{name}' must be true or false, not '{value}'"),
+        }),
+    }
 }
 
-async fn subjects(State(registry): Shared, Query(params): Params) -> Response {
-    ok(&registry.subjects(flag(&params, "deleted")))
+async fn subjects(State(registry): Shared, Query(params): Params) -> Result<Response, ApiError> {
+    Ok(ok(&registry.subjects(flag(&params, "deleted")?)))
 }
 
 async fn versions(
@@ -134,7 +144,7 @@ async fn versions(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.versions(&subject, flag(&params, "deleted"))?))
+    Ok(ok(&registry.versions(&subject, flag(&params, "deleted")?)?))
 }
 
 async fn register(
@@ -154,7 +164,7 @@ async fn lookup(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
-    Ok(ok(&registry.lookup(&subject, &schema, flag(&params, "deleted"))?))
+    Ok(ok(&registry.lookup(&subject, &schema, flag(&params, "deleted")?)?))
 }
 
 async fn subject_version(
@@ -162,7 +172,7 @@ async fn subject_version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted"))?))
+    Ok(ok(&registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted")?)?))
 }
 
 async fn subject_version_schema(
@@ -185,7 +195,7 @@ async fn delete_version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.delete_version(&subject, version(&v)?, flag(&params, "permanent")).await?))
+    Ok(ok(&registry.delete_version(&subject, version(&v)?, flag(&params, "permanent")?).await?))
 }
 
 async fn delete_subject(
@@ -193,7 +203,7 @@ async fn delete_subject(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.delete_subject(&subject, flag(&params, "permanent")).await?))
+    Ok(ok(&registry.delete_subject(&subject, flag(&params, "permanent")?).await?))
 }
 
 /// An id that is not a number (or too large for one) names no schema: 40403, as for an unknown
@@ -239,9 +249,10 @@ async fn subject_config(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    let default_to_global = flag(&params, "defaultToGlobal")?;
     let mode = match registry.subject_mode(&subject) {
         Some(mode) => mode,
-        None if flag(&params, "defaultToGlobal") => registry.mode(None),
+        None if default_to_global => registry.mode(None),
         None => return Err(RegistryError::SubjectConfigNotFound(subject).into()),
     };
     Ok(ok(&json!({"compatibilityLevel": mode.as_str()})))
@@ -278,7 +289,7 @@ async fn compatibility_one(
 ) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
     let messages = registry.check_compatibility(&subject, &schema, Some(version(&v)?))?;
-    Ok(compatibility_answer(messages, flag(&params, "verbose")))
+    Ok(compatibility_answer(messages, flag(&params, "verbose")?))
 }
 
 async fn compatibility_all(
@@ -289,5 +300,5 @@ async fn compatibility_all(
 ) -> Result<Response, ApiError> {
     let schema: Schema = parse(&body)?;
     let messages = registry.check_compatibility(&subject, &schema, None)?;
-    Ok(compatibility_answer(messages, flag(&params, "verbose")))
+    Ok(compatibility_answer(messages, flag(&params, "verbose")?))
 }
