@@ -324,7 +324,11 @@ async fn start_plugins(config: &Config) -> anyhow::Result<Arc<Plugins>> {
         .cache_dir
         .clone()
         .or_else(|| std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache/sluice/compiled")));
-    let limits = EngineLimits { max_instances: settings.max_instances, max_memory_bytes: settings.max_memory_mb << 20 };
+    let limits = EngineLimits {
+        max_instances: settings.max_instances,
+        max_memory_bytes: settings.max_memory_mb << 20,
+        nice: settings.nice,
+    };
     let host = match PluginHost::new(limits, cache_dir.clone()) {
         Ok(host) => host,
         // The disk cache is an optimisation: without a writable directory, compile every start.

@@ -434,6 +434,8 @@ mod tests {
             format = "avro"
             [delivery]
             max_prefetch_kbytes = 0
+            [plugin_host]
+            nice = 20
             "#,
             no_env,
         )
@@ -442,6 +444,7 @@ mod tests {
         for expected in [
             "kafka.sasl: required",
             "delivery.max_prefetch_kbytes: must be",
+            "plugin_host.nice: must be between 0 and 19",
             "registry.auth: ",
             "topics[0].subject: ",
             "topics[1].name: duplicate",

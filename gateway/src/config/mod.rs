@@ -365,11 +365,20 @@ pub struct PluginHostConfig {
     pub max_instances: u32,
     /// The most memory any one plugin may be given, in MiB. Default 256.
     pub max_memory_mb: usize,
+    /// How much lower than the gateway's the CPU priority of the threads running plugin calls
+    /// is (Linux nice increment, 0–19). Default 19.
+    pub nice: u8,
 }
 
 impl Default for PluginHostConfig {
     fn default() -> Self {
-        Self { cache_dir: None, topic: "_sluice_plugins".into(), max_instances: 256, max_memory_mb: 256 }
+        Self {
+            cache_dir: None,
+            topic: "_sluice_plugins".into(),
+            max_instances: 256,
+            max_memory_mb: 256,
+            nice: crate::plugin::DEFAULT_NICE,
+        }
     }
 }
 

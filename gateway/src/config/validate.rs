@@ -228,6 +228,11 @@ fn check_pointer(pointer: &str) -> Result<(), String> {
 pub(super) fn plugins(plugins: &[PluginConfig], host: Option<&PluginHostConfig>, problems: &mut Vec<Problem>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let max_memory_mb = host.map_or(PluginHostConfig::default().max_memory_mb, |h| h.max_memory_mb);
+    if let Some(host) = host
+        && host.nice > 19
+    {
+        problems.push(Problem::new("plugin_host.nice", "must be between 0 and 19"));
+    }
     for (i, plugin) in plugins.iter().enumerate() {
         let at = |key: &str| format!("plugins[{i}].{key}");
         if plugin.name.is_empty()

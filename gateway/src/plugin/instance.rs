@@ -11,8 +11,8 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Action, Decision, Delivery, Event, Failure, Hooks, Info, Level, Plugin, PluginPre};
-use super::breaker::{Admission, AdmissionLimits, CircuitStatus, Refusal};
-use super::engine::EPOCH_TICK;
+use super::breaker::{Admission, AdmissionLimits, CircuitStatus, Permit, Refusal};
+use super::engine::{EPOCH_TICK, PluginEngine, PluginThreads};
 
 /// What an operator lets a plugin do, and its limits.
 #[derive(Debug, Clone)]
@@ -204,6 +204,7 @@ pub struct LoadedPlugin {
     blocking_io: std::sync::atomic::AtomicBool,
     identity: Arc<Identity>,
     engine: Engine,
+    threads: PluginThreads,
     pre: PluginPre<HostState>,
     info: Info,
     idle: Mutex<Vec<Instance>>,
@@ -223,7 +224,7 @@ impl LoadedPlugin {
     /// Links a compiled component against the plugin world, checks it fits (imports only what
     /// Sluice offers, exports every hook with the right types), and asks it to describe itself.
     pub fn new(
-        engine: &Engine,
+        engine: &PluginEngine,
         linker: &Linker<HostState>,
         component: &Component,
         name: &str,
@@ -243,14 +244,17 @@ impl LoadedPlugin {
         let mut plugin = Self {
             blocking_io: std::sync::atomic::AtomicBool::new(false),
             identity,
-            engine: engine.clone(),
+            engine: engine.engine.clone(),
+            threads: engine.threads.clone(),
             pre,
             info: Info { name: String::new(), version: String::new(), hooks: Hooks::empty() },
             idle: Mutex::default(),
             admission: Admission::new(name, grants_admission),
         };
-        plugin.info =
-            plugin.call("describe", |p, store| p.call_describe(store), |_| Ok(())).map_err(|e| e.to_string())?;
+        plugin.info = plugin
+            .admit()
+            .and_then(|permit| plugin.call(permit, "describe", |p, store| p.call_describe(store), |_| Ok(())))
+            .map_err(|e| e.to_string())?;
         Ok(plugin)
     }
 
@@ -290,7 +294,41 @@ impl LoadedPlugin {
     /// Produce path: one action per event. Runs on the caller's thread: async callers use
     /// [`Self::produce`].
     pub fn on_produce(&self, events: &[Event]) -> Result<Vec<Action>, PluginError> {
+        self.admit().and_then(|permit| self.produce_admitted(permit, events))
+    }
+
+    /// Consume path: one delivery decision per event.
+    pub fn on_consume(&self, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
+        self.admit().and_then(|permit| self.consume_admitted(permit, events))
+    }
+
+    /// A failed delivery: what to do next.
+    pub fn on_failure(&self, failure: &Failure) -> Result<Decision, PluginError> {
+        self.admit().and_then(|permit| self.failure_admitted(permit, failure))
+    }
+
+    /// [`Self::on_produce`] on one of the plugin threads (see [`PluginThreads`]). `events` come
+    /// back with the answer.
+    pub async fn produce(self: &Arc<Self>, events: Vec<Event>) -> (Vec<Event>, Result<Vec<Action>, PluginError>) {
+        self.off_thread(events, |plugin, permit, events| plugin.produce_admitted(permit, events)).await
+    }
+
+    /// [`Self::on_consume`] on one of the plugin threads.
+    pub async fn consume(self: &Arc<Self>, events: Vec<Event>) -> (Vec<Event>, Result<Vec<Delivery>, PluginError>) {
+        self.off_thread(events, |plugin, permit, events| plugin.consume_admitted(permit, events)).await
+    }
+
+    /// [`Self::on_failure`] on one of the plugin threads.
+    pub async fn failure(self: &Arc<Self>, failure: Failure) -> Result<Decision, PluginError> {
+        let (_, decision) = self
+            .off_thread(vec![failure], |plugin, permit, failure| plugin.failure_admitted(permit, &failure[0]))
+            .await;
+        decision
+    }
+
+    fn produce_admitted(&self, permit: Permit, events: &[Event]) -> Result<Vec<Action>, PluginError> {
         self.call(
+            permit,
             "produce",
             |p, store| p.call_on_produce(store, events),
             |actions| {
@@ -300,53 +338,55 @@ impl LoadedPlugin {
         )
     }
 
-    /// Consume path: one delivery decision per event.
-    pub fn on_consume(&self, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
+    fn consume_admitted(&self, permit: Permit, events: &[Event]) -> Result<Vec<Delivery>, PluginError> {
         self.call(
+            permit,
             "consume",
             |p, store| p.call_on_consume(store, events),
             |decisions| self.check_count(decisions.len(), events.len()),
         )
     }
 
-    /// A failed delivery: what to do next.
-    pub fn on_failure(&self, failure: &Failure) -> Result<Decision, PluginError> {
-        self.call("failure", |p, store| p.call_on_failure(store, failure), |_| Ok(()))
+    fn failure_admitted(&self, permit: Permit, failure: &Failure) -> Result<Decision, PluginError> {
+        self.call(permit, "failure", |p, store| p.call_on_failure(store, failure), |_| Ok(()))
     }
 
-    /// [`Self::on_produce`] on a thread of the blocking pool, so that a plugin running up to its
-    /// time limit holds none of the threads that serve requests. `events` come back with the
-    /// answer.
-    pub async fn produce(self: &Arc<Self>, events: Vec<Event>) -> (Vec<Event>, Result<Vec<Action>, PluginError>) {
-        self.off_thread(events, |plugin, events| plugin.on_produce(events)).await
-    }
-
-    /// [`Self::on_consume`] on a thread of the blocking pool.
-    pub async fn consume(self: &Arc<Self>, events: Vec<Event>) -> (Vec<Event>, Result<Vec<Delivery>, PluginError>) {
-        self.off_thread(events, |plugin, events| plugin.on_consume(events)).await
-    }
-
-    /// [`Self::on_failure`] on a thread of the blocking pool.
-    pub async fn failure(self: &Arc<Self>, failure: Failure) -> Result<Decision, PluginError> {
-        let (_, decision) = self.off_thread(vec![failure], |plugin, failure| plugin.on_failure(&failure[0])).await;
-        decision
-    }
-
+    /// Admission is decided here, on the caller's thread, so that a call the concurrency cap or
+    /// the circuit breaker refuses is answered at once, without waiting for a plugin thread.
     async fn off_thread<T: Send + Sync + 'static, R: Send + 'static>(
         self: &Arc<Self>,
         input: Vec<T>,
-        call: fn(&Self, &[T]) -> Result<R, PluginError>,
+        call: fn(&Self, Permit, &[T]) -> Result<R, PluginError>,
     ) -> (Vec<T>, Result<R, PluginError>) {
+        let permit = match self.admit() {
+            Ok(permit) => permit,
+            Err(refused) => return (input, Err(refused)),
+        };
         // Shared with the task so it comes back whatever happens to the task.
         let input = Arc::new(input);
         let (plugin, task_input) = (self.clone(), input.clone());
-        let joined = tokio::task::spawn_blocking(move || call(&plugin, &task_input)).await;
+        let joined = self.threads.run(move || call(&plugin, permit, &task_input)).await;
         let result = joined.unwrap_or_else(|error| {
             Err(self
                 .failed(PluginError::Trap { plugin: self.label(), message: format!("the call's task ended: {error}") }))
         });
         // The task is gone (finished, panicked or cancelled), so this is the last reference.
         (Arc::into_inner(input).unwrap_or_default(), result)
+    }
+
+    /// A claim on one of the plugin's call slots, or why there is none (the concurrency cap, the
+    /// open circuit).
+    fn admit(&self) -> Result<Permit, PluginError> {
+        self.admission.admit().map_err(|refusal| {
+            let plugin = self.label();
+            self.failed(match refusal {
+                Refusal::Busy { limit } => PluginError::Busy { plugin, limit },
+                Refusal::Open { retry_after } => PluginError::CircuitOpen {
+                    plugin,
+                    retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                },
+            })
+        })
     }
 
     fn check_count(&self, got: usize, expected: usize) -> Result<(), PluginError> {
@@ -376,7 +416,7 @@ impl LoadedPlugin {
         format!("{}@{}", self.identity.name, self.identity.version)
     }
 
-    /// Runs `f` on a pooled (or fresh) instance under the time limit, if the admission lets it;
+    /// Runs `f` on a pooled (or fresh) instance under the time limit, with the claim `permit` gave;
     /// a failed instance is dropped, a good one goes back to the pool. `verify` checks the
     /// answer; its refusal counts as a failed call.
     ///
@@ -385,20 +425,11 @@ impl LoadedPlugin {
     /// instance outside the runtime, and so are this plugin's later calls.
     fn call<R>(
         &self,
+        permit: Permit,
         hook: &'static str,
         f: impl Fn(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
         verify: impl FnOnce(&R) -> Result<(), PluginError>,
     ) -> Result<R, PluginError> {
-        let permit = self.admission.admit().map_err(|refusal| {
-            let plugin = self.label();
-            self.failed(match refusal {
-                Refusal::Busy { limit } => PluginError::Busy { plugin, limit },
-                Refusal::Open { retry_after } => PluginError::CircuitOpen {
-                    plugin,
-                    retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
-                },
-            })
-        })?;
         let started = std::time::Instant::now();
         let result = self.call_timed(f).and_then(|answer| match verify(&answer) {
             Ok(()) => Ok(answer),

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
-pub use self::engine::EngineLimits;
 use self::engine::PluginEngine;
+pub use self::engine::{DEFAULT_NICE, EngineLimits};
 pub use self::instance::{Grants, LoadedPlugin, PluginError};
 use self::instance::{HostState, linker};
 
@@ -73,7 +73,7 @@ impl PluginHost {
         }
         let version = content_version(bytes);
         let component = self.compile(&version, bytes)?;
-        let plugin = LoadedPlugin::new(&self.engine.engine, &self.linker, &component, name, &version, grants)?;
+        let plugin = LoadedPlugin::new(&self.engine, &self.linker, &component, name, &version, grants)?;
         tracing::info!(
             plugin = name,
             version,

@@ -7,7 +7,8 @@ use super::bindings::{Action, Event, Hooks};
 use super::{EngineLimits, Grants, PluginError, PluginHost};
 
 fn host() -> PluginHost {
-    PluginHost::new(EngineLimits { max_instances: 32, max_memory_bytes: 128 << 20 }, None).expect("host")
+    PluginHost::new(EngineLimits { max_instances: 32, max_memory_bytes: 128 << 20, ..EngineLimits::default() }, None)
+        .expect("host")
 }
 
 fn load(host: &PluginHost, name: &str, grants: Grants) -> std::sync::Arc<super::LoadedPlugin> {

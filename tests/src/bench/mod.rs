@@ -98,3 +98,68 @@ pub async fn register_schema(http: &reqwest::Client, base: &str, topic: &str) ->
     let id = registered["id"].as_u64().ok_or_else(|| anyhow::anyhow!("no schema id in {registered}"))?;
     Ok(u32::try_from(id)?)
 }
+
+/// Builds the release `sluice` binary into the target directory the running benchmark was built
+/// in, and returns its path.
+pub fn release_binary() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--locked", "-p", "sluice", "--bin", "sluice", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .status()
+        .context("running cargo build for the sluice binary")?;
+    anyhow::ensure!(status.success(), "cargo build of the sluice binary failed ({status})");
+    let binary = std::env::current_exe()?.with_file_name("sluice");
+    anyhow::ensure!(binary.is_file(), "no sluice binary at {}", binary.display());
+    Ok(binary)
+}
+
+/// Resident memory of a process, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS`: resident now, in KiB.
+    pub rss_kib: u64,
+    /// `VmHWM`: the most it has been resident since it started, in KiB.
+    pub peak_kib: u64,
+}
+
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    use anyhow::Context as _;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name} for {pid}"))?;
+        let kib = line.trim_start_matches(name).trim().trim_end_matches("kB").trim();
+        Ok(kib.parse()?)
+    };
+    Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+}
+
+/// The `n` mappings of a process with the most resident memory, from `/proc/PID/smaps`, as
+/// "KiB name" lines (anonymous mappings by their address range): what to look at when memory
+/// does not come back.
+pub fn largest_mappings(pid: u32, n: usize) -> anyhow::Result<Vec<String>> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut mappings: Vec<(u64, String)> = Vec::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("Rss:") => {
+                let kib = fields.next().and_then(|kib| kib.parse().ok()).unwrap_or(0);
+                mappings.push((kib, current.clone()));
+            }
+            Some(first) if first.contains('-') && !first.ends_with(':') => {
+                let name = line.split_whitespace().nth(5).unwrap_or("[anonymous]");
+                current = format!("{name} {first}");
+            }
+            _ => {}
+        }
+    }
+    mappings.sort_by_key(|m| std::cmp::Reverse(m.0));
+    let (rest, rest_kib) = (mappings.len().saturating_sub(n), mappings.iter().skip(n).map(|m| m.0).sum::<u64>());
+    let mut largest: Vec<String> =
+        mappings.into_iter().take(n).map(|(kib, name)| format!("{kib} KiB {name}")).collect();
+    largest.push(format!("{rest_kib} KiB in the {rest} other mappings"));
+    Ok(largest)
+}

@@ -31,7 +31,7 @@ use axum::routing::post;
 use clap::Parser;
 use serde_json::{Value, json};
 use sluice_tests::bench::load::{Outcome, http_scenario};
-use sluice_tests::bench::{self, BATCH, PARTITIONS, event, with_broker};
+use sluice_tests::bench::{self, BATCH, Memory, PARTITIONS, event, memory, with_broker};
 use sluice_tests::{GatewayProcess, Kafka, unique_name};
 
 #[derive(Debug, Parser)]
@@ -61,22 +61,8 @@ fn main() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         bail!("run servebench with --release: the figures are about the release binary");
     }
-    let binary = sluice_binary()?;
+    let binary = bench::release_binary()?;
     with_broker(args.bootstrap.as_deref(), async |kafka, server| run(&args, &binary, kafka, server).await)
-}
-
-/// Builds the release `sluice` binary into the target directory this benchmark runs from.
-fn sluice_binary() -> anyhow::Result<std::path::PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--locked", "-p", "sluice", "--bin", "sluice", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
-        .status()
-        .context("running cargo build for the sluice binary")?;
-    anyhow::ensure!(status.success(), "cargo build of the sluice binary failed ({status})");
-    let binary = std::env::current_exe()?.with_file_name("sluice");
-    anyhow::ensure!(binary.is_file(), "no sluice binary at {}", binary.display());
-    Ok(binary)
 }
 
 async fn run(
@@ -170,25 +156,6 @@ async fn receiver(delivered: Arc<AtomicU64>) -> anyhow::Result<SocketAddr> {
     let app = Router::new().route("/hook", post(hook)).with_state(delivered);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
-}
-
-/// Resident memory of a process, from `/proc/PID/status`.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    /// `VmRSS`: resident now, in KiB.
-    rss_kib: u64,
-    /// `VmHWM`: the most it has been resident since it started, in KiB.
-    peak_kib: u64,
-}
-
-fn memory(pid: u32) -> anyhow::Result<Memory> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name} for {pid}"))?;
-        let kib = line.trim_start_matches(name).trim().trim_end_matches("kB").trim();
-        Ok(kib.parse()?)
-    };
-    Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
 }
 
 struct Report {
