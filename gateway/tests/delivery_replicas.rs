@@ -191,14 +191,31 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> anyhow::Resul
     }
 }
 
+fn leader_moving(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    matches!(code, NotLeaderForPartition | LeaderNotAvailable | UnknownTopicOrPartition)
+}
+
 async fn dead_lettered(world: &World) -> anyhow::Result<i64> {
     let (bootstrap, topic) = (world.bootstrap.clone(), world.dlq.clone());
     tokio::task::spawn_blocking(move || {
         use rdkafka::ClientConfig;
         use rdkafka::consumer::{BaseConsumer, Consumer as _};
         let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
-        let (low, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10))?;
-        Ok(high - low)
+        // Right after a broker restart the partition may have no leader yet: that answer is
+        // transient, so ask again until the broker has one (or the deadline says otherwise).
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)) {
+                Ok((low, high)) => return Ok(high - low),
+                Err(error)
+                    if error.rdkafka_error_code().is_some_and(leader_moving) && std::time::Instant::now() < give_up =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     })
     .await?
 }
