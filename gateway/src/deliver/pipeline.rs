@@ -20,7 +20,8 @@ use crate::plugin::chain::{self, ConsumeOutcome};
 /// A record to deliver, and the trace context its headers carry.
 #[derive(Debug)]
 pub struct Incoming {
-    pub record: OwnedMessage,
+    /// Shared with the worker's queue, which holds it until its outcome.
+    pub record: std::sync::Arc<OwnedMessage>,
     pub context: opentelemetry::Context,
 }
 
@@ -89,6 +90,9 @@ pub async fn handle(
     // The plugins, as the chain runner decides; a plugin that is not loaded (or not callable
     // now) makes the record wait, never pass without it.
     let body = loop {
+        if spec.plugins.is_empty() {
+            break body;
+        }
         let plugins = chain::resolve(&deps.plugins, &spec.plugins);
         match chain::run_consume(&plugins, plugin_event(&record, body.clone())).await {
             ConsumeOutcome::Deliver(value) => break value,
@@ -114,6 +118,7 @@ pub async fn handle(
         }
     };
 
+    let body = axum::body::Bytes::from(body);
     let id = webhook::webhook_id(&spec.name, generation, record.topic(), record.partition(), record.offset());
     let failure_hook =
         spec.plugins.iter().filter_map(|name| deps.plugins.get(name)).find(|plugin| plugin.implements(Hooks::FAILURE));
@@ -122,17 +127,12 @@ pub async fn handle(
         attempts += 1;
         let sent = Instant::now();
         let posted = webhook::post(spec, deps, target, &id, &record, &context, &body).await;
-        crate::telemetry::metrics::metrics().delivery_attempt(
-            &spec.name,
-            &Failed::status_label(&posted),
-            sent.elapsed(),
-        );
+        stats.series(&spec.name).attempt(&Failed::status_label(&posted), sent.elapsed());
         let (status, error, retry_after) = match posted {
             Ok(_) => {
                 if let Some(written) = record.timestamp().to_millis() {
                     let age = crate::telemetry::now_ms().saturating_sub(written);
-                    crate::telemetry::metrics::metrics()
-                        .delivered_after(&spec.name, Duration::from_millis(u64::try_from(age).unwrap_or(0)));
+                    stats.series(&spec.name).delivered_after(Duration::from_millis(u64::try_from(age).unwrap_or(0)));
                 }
                 return RecordOutcome::Done(Handled::Delivered);
             }
@@ -153,7 +153,7 @@ pub async fn handle(
         let decision = match &failure_hook {
             Some(plugin) if !exhausted => plugin
                 .failure(Failure {
-                    event: plugin_event(&record, body.clone()),
+                    event: plugin_event(&record, body.to_vec()),
                     attempt: attempts,
                     status,
                     error: error.clone(),

@@ -38,6 +38,8 @@ pub struct Stats {
     /// The partitions this replica holds now.
     pub assigned: Mutex<BTreeSet<TopicPartition>>,
     pub worker: Mutex<WorkerState>,
+    /// The subscription's metric series, looked up at its first use.
+    series: std::sync::OnceLock<crate::telemetry::metrics::SubscriptionSeries>,
 }
 
 impl Stats {
@@ -50,7 +52,12 @@ impl Stats {
             Handled::DeadLettered => (&self.dead_lettered, "dead_lettered"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::metrics::metrics().delivery_outcome(subscription, label);
+        self.series(subscription).outcome(label);
+    }
+
+    /// The subscription's delivery series in the metrics.
+    pub fn series(&self, subscription: &str) -> &crate::telemetry::metrics::SubscriptionSeries {
+        self.series.get_or_init(|| crate::telemetry::metrics::metrics().subscription(subscription))
     }
 
     pub fn error(&self, error: String) {

@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::deps::Deps;
@@ -59,12 +61,27 @@ impl Failed {
     }
 }
 
+// Parsed once: a name given as a string is parsed (and a custom one allocated) per request.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const SLUICE_TOPIC: HeaderName = HeaderName::from_static("sluice-topic");
+const SLUICE_PARTITION: HeaderName = HeaderName::from_static("sluice-partition");
+const SLUICE_OFFSET: HeaderName = HeaderName::from_static("sluice-offset");
+const SLUICE_KEY: HeaderName = HeaderName::from_static("sluice-key");
+const SLUICE_KEY_BASE64: HeaderName = HeaderName::from_static("sluice-key-base64");
+
 /// The stable id of a record's message: the same on every retry and redelivery, new on a
 /// replay (a new generation).
 pub fn webhook_id(subscription: &str, generation: u64, topic: &str, partition: i32, offset: i64) -> String {
+    use std::fmt::Write as _;
     let digest = Sha256::digest(format!("{subscription}\n{generation}\n{topic}\n{partition}\n{offset}"));
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("msg_{hex}")
+    let mut id = String::with_capacity(28);
+    id.push_str("msg_");
+    for byte in &digest[..12] {
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
 }
 
 /// Sends one attempt; `Ok` carries the subscriber's 2xx status.
@@ -75,45 +92,43 @@ pub async fn post(
     id: &str,
     record: &OwnedMessage,
     parent: &opentelemetry::Context,
-    body: &[u8],
+    body: &Bytes,
 ) -> Result<u16, Failed> {
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut request = deps
         .http
         .post(target.url.clone())
         .timeout(Duration::from_millis(spec.timeout_ms))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature(&target.secrets, id, timestamp, body))
-        .header("sluice-topic", record.topic())
-        .header("sluice-partition", record.partition().to_string())
-        .header("sluice-offset", record.offset().to_string());
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(WEBHOOK_ID, id)
+        .header(WEBHOOK_TIMESTAMP, timestamp.to_string())
+        .header(WEBHOOK_SIGNATURE, signature(&target.secrets, id, timestamp, body))
+        .header(SLUICE_TOPIC, record.topic())
+        .header(SLUICE_PARTITION, record.partition().to_string())
+        .header(SLUICE_OFFSET, record.offset().to_string());
     // The record's trace context (from the produce request), through this attempt's span.
-    let context = deps.tracing.start(
-        format!("deliver {}", spec.name),
-        SpanKind::Client,
-        parent,
-        vec![
+    let context = deps.tracing.start(SpanKind::Client, parent, || {
+        let attributes = vec![
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("sluice.subscription", spec.name.clone()),
             KeyValue::new("messaging.destination.name", record.topic().to_owned()),
             KeyValue::new("messaging.kafka.offset", record.offset()),
-        ],
-    );
+        ];
+        (format!("deliver {}", spec.name), attributes)
+    });
     for (name, value) in trace::inject(&context) {
         request = request.header(name, value);
     }
     if let Some(key) = record.key() {
         match std::str::from_utf8(key) {
-            Ok(text) if text.chars().all(|c| !c.is_control()) => request = request.header("sluice-key", text),
+            Ok(text) if text.chars().all(|c| !c.is_control()) => request = request.header(SLUICE_KEY, text),
             _ => {
                 use base64::Engine as _;
-                request = request.header("sluice-key-base64", base64::engine::general_purpose::STANDARD.encode(key));
+                request = request.header(SLUICE_KEY_BASE64, base64::engine::general_purpose::STANDARD.encode(key));
             }
         }
     }
-    let sent = request.body(body.to_vec()).send().await;
+    let sent = request.body(body.clone()).send().await;
     let span = context.span();
     let mut response = match sent {
         Ok(response) => response,

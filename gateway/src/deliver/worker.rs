@@ -103,6 +103,8 @@ pub async fn run(
     if !hold_for_plugins(&spec, &deps, &stats, &mut stop).await {
         return Exit::Stopped;
     }
+    // Shared by every delivery task: a clone per record would copy the Kafka settings.
+    let deps = Arc::new(deps);
     let offsets = Arc::new(Mutex::new(Offsets::default()));
     let consumer = match consumer::create(&spec, &deps, offsets.clone(), stats.clone()) {
         Ok(consumer) => Arc::new(consumer),
@@ -110,12 +112,12 @@ pub async fn run(
     };
     stats.set_worker(&spec.name, WorkerState::Running, None);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut queues: Queues<QueueKey, OwnedMessage> = Queues::default();
+    let mut queues: Queues<QueueKey, Arc<OwnedMessage>> = Queues::default();
     let mut paused = false;
     let mut full_since: Option<tokio::time::Instant> = None;
     let mut commit_tick = tokio::time::interval(COMMIT_EVERY);
     let mut exit = Exit::Stopped;
-    let finish = |queues: &mut Queues<QueueKey, OwnedMessage>, (key, partition, offset, outcome): Done| {
+    let finish = |queues: &mut Queues<QueueKey, Arc<OwnedMessage>>, (key, partition, offset, outcome): Done| {
         queues.finished(&key);
         match outcome {
             RecordOutcome::Done(how) => {
@@ -169,7 +171,7 @@ pub async fn run(
                 for record in batch {
                     taken.taken(&(record.topic().to_owned(), record.partition()), record.offset());
                     let bytes = record.payload().map_or(0, <[u8]>::len) + record.key().map_or(0, <[u8]>::len);
-                    queues.push(QueueKey::of(&record, spec.ordering), record, bytes);
+                    queues.push(QueueKey::of(&record, spec.ordering), Arc::new(record), bytes);
                 }
             }
             _ = commit_tick.tick() => consumer::commit(&consumer, &offsets, CommitMode::Async, &spec.name),

@@ -60,10 +60,15 @@ pub async fn produce(
         _ => None,
     };
     let context = app.pipeline.tracing.start(
-        format!("{topic} publish"),
         SpanKind::Producer,
         &trace::extract(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))),
-        vec![KeyValue::new("messaging.system", "kafka"), KeyValue::new("messaging.destination.name", topic.clone())],
+        || {
+            let attributes = vec![
+                KeyValue::new("messaging.system", "kafka"),
+                KeyValue::new("messaging.destination.name", topic.clone()),
+            ];
+            (format!("{topic} publish"), attributes)
+        },
     );
     let carried: Vec<Header> = trace::inject(&context)
         .into_iter()

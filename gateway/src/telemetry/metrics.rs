@@ -285,7 +285,7 @@ impl Metrics {
     /// Removes a deleted subscription's series (its lag series go with its partitions).
     pub fn forget_subscription(&self, subscription: &str) {
         let name = || subscription.to_owned();
-        for outcome in ["delivered", "skipped", "dropped", "dead_lettered"] {
+        for outcome in DELIVERY_OUTCOMES {
             self.delivery_outcomes.remove(&DeliveryOutcomeLabels { subscription: name(), outcome });
         }
         for status in (100..600).map(|s: u16| s.to_string()).chain(["error".to_owned()]) {
@@ -298,13 +298,19 @@ impl Metrics {
         }
     }
 
-    /// One webhook request of a subscription: its answer (`status` or `error`) and time.
-    pub fn delivery_attempt(&self, subscription: &str, status: &str, took: std::time::Duration) {
-        let subscription = subscription.to_owned();
-        self.delivery_attempts
-            .get_or_create(&AttemptLabels { subscription: subscription.clone(), status: status.to_owned() })
-            .inc();
-        self.delivery_duration.get_or_create(&SubscriptionLabels { subscription }).observe(took.as_secs_f64());
+    /// A subscription's delivery series, for its worker to keep.
+    pub fn subscription(&self, subscription: &str) -> SubscriptionSeries {
+        let labels = SubscriptionLabels { subscription: subscription.to_owned() };
+        SubscriptionSeries {
+            subscription: subscription.to_owned(),
+            duration: self.delivery_duration.get_or_create(&labels).clone(),
+            latency: self.delivery_latency.get_or_create(&labels).clone(),
+            outcomes: DELIVERY_OUTCOMES.map(|outcome| {
+                let labels = DeliveryOutcomeLabels { subscription: subscription.to_owned(), outcome };
+                self.delivery_outcomes.get_or_create(&labels).clone()
+            }),
+            attempts: std::sync::Mutex::default(),
+        }
     }
 
     /// Records behind in a partition this replica holds for a subscription.
@@ -331,21 +337,57 @@ impl Metrics {
         }
     }
 
-    /// A record delivered `age` after its timestamp.
-    pub fn delivered_after(&self, subscription: &str, age: std::time::Duration) {
-        self.delivery_latency
-            .get_or_create(&SubscriptionLabels { subscription: subscription.to_owned() })
-            .observe(age.as_secs_f64());
-    }
-
     pub fn plugin_circuit(&self, plugin: &str, open: bool) {
         self.plugin_circuit_open.get_or_create(&PluginNameLabels { plugin: plugin.to_owned() }).set(i64::from(open));
     }
+}
 
-    pub fn delivery_outcome(&self, subscription: &str, outcome: &'static str) {
-        self.delivery_outcomes
-            .get_or_create(&DeliveryOutcomeLabels { subscription: subscription.to_owned(), outcome })
-            .inc();
+/// How a record ended on the consume path, as `sluice_delivery_outcomes_total` labels it.
+pub const DELIVERY_OUTCOMES: [&str; 4] = ["delivered", "skipped", "dropped", "dead_lettered"];
+
+/// One subscription's delivery series, looked up once by its worker: a lookup by labels clones
+/// and hashes them under the family's lock, which, several times per delivery, cost more than
+/// the counting. Created at 0, so a subscription's series exist before its first event.
+#[derive(Debug)]
+pub struct SubscriptionSeries {
+    subscription: String,
+    duration: Histogram,
+    latency: Histogram,
+    /// In [`DELIVERY_OUTCOMES`] order.
+    outcomes: [Counter; 4],
+    /// Attempts by status label: a handful per subscription.
+    attempts: std::sync::Mutex<Vec<(String, Counter)>>,
+}
+
+impl SubscriptionSeries {
+    /// One webhook request: its answer (the HTTP status, or `error`) and time.
+    pub fn attempt(&self, status: &str, took: std::time::Duration) {
+        let counter = {
+            let mut attempts = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match attempts.iter().find(|(label, _)| label == status) {
+                Some((_, counter)) => counter.clone(),
+                None => {
+                    let labels = AttemptLabels { subscription: self.subscription.clone(), status: status.to_owned() };
+                    let counter = metrics().delivery_attempts.get_or_create(&labels).clone();
+                    attempts.push((status.to_owned(), counter.clone()));
+                    counter
+                }
+            }
+        };
+        counter.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// A record delivered `age` after its timestamp.
+    pub fn delivered_after(&self, age: std::time::Duration) {
+        self.latency.observe(age.as_secs_f64());
+    }
+
+    /// A record's outcome, one of [`DELIVERY_OUTCOMES`].
+    pub fn outcome(&self, outcome: &str) {
+        if let Some(i) = DELIVERY_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outcomes[i].inc();
+        }
     }
 }
 
