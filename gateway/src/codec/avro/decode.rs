@@ -312,9 +312,15 @@ impl Decoder<'_> {
 
 /// Big-endian two's complement unscaled bytes as a decimal string with `scale` digits after the
 /// point.
-fn decimal(bytes: &[u8], scale: usize) -> Option<String> {
-    if bytes.len() > 16 {
-        return None;
+fn decimal(mut bytes: &[u8], scale: usize) -> Option<String> {
+    // Sign extension carries no digits: a `fixed` wider than 16 bytes (Java's writer fills it so)
+    // holds a value that fits in 128 bits as long as its extra leading bytes only repeat the sign.
+    while bytes.len() > 16 {
+        match bytes {
+            [0x00, next, ..] if next & 0x80 == 0 => bytes = &bytes[1..],
+            [0xff, next, ..] if next & 0x80 != 0 => bytes = &bytes[1..],
+            _ => return None,
+        }
     }
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
     let mut buf = [if negative { 0xff } else { 0 }; 16];
@@ -381,6 +387,24 @@ mod tests {
             json!({"d": "2026-11-27", "ts": 1_795_773_600_123_i64, "id": "67e55044-10b1-426f-9247-bb680e5fe0c8",
                    "fx": "67e55044-10b1-426f-9247-bb680e5fe0c8", "amount": "-12.50", "small": "0.005"})
         );
+    }
+
+    #[test]
+    fn a_decimal_in_a_fixed_wider_than_16_bytes_decodes_when_the_rest_is_sign_extension() {
+        // Found by the avro_encode fuzz target: the encoder filled a fixed(24) the way Java's
+        // writer does, and the decoder refused what it wrote.
+        let schema = r#"{"type":"fixed","name":"W","size":24,"logicalType":"decimal","precision":8,"scale":2}"#;
+        for amount in ["-38.50", "38.50", "0.00", "-0.01", "999999.99"] {
+            assert_eq!(round_trip(schema, json!(amount)), json!(amount));
+        }
+        // Digits beyond 128 bits are still refused, not truncated.
+        let encoder = AvroEncoder::compile(schema).unwrap();
+        let mut wide = vec![0u8; 24];
+        wide[0] = 1;
+        assert!(encoder.decode_to_json(&wide, &mut Vec::new()).is_err());
+        let mut almost = vec![0xffu8; 24];
+        almost[8] = 0x7f;
+        assert!(encoder.decode_to_json(&almost, &mut Vec::new()).is_err());
     }
 
     #[test]
