@@ -365,8 +365,8 @@ pub struct PluginHostConfig {
     pub max_instances: u32,
     /// The most memory any one plugin may be given, in MiB. Default 256.
     pub max_memory_mb: usize,
-    /// How much lower than the gateway's the CPU priority of the threads running plugin calls
-    /// is (Linux nice increment, 0–19). Default 19.
+    /// How much lower than the gateway's the CPU priority of a plugin call becomes once it has
+    /// run past one epoch tick (5 ms) (Linux nice increment, 0–19; 0 never lowers it). Default 19.
     pub nice: u8,
 }
 

@@ -1,7 +1,9 @@
 //! The wasmtime engine shared by every plugin, with its limits set in one place.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -9,10 +11,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances; a call's time limit is a whole number of these.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// The default of `plugin_host.nice`: the most Linux allows, so that a plugin spinning until its
-/// time limit gets little CPU whenever the threads serving requests want it. Calls that finish
-/// are no slower when the machine has CPU to spare; the scheduler only decides who waits when it
-/// has not.
+/// The default of `plugin_host.nice`: the most Linux allows, so that a plugin call spinning
+/// towards its time limit gets little CPU whenever the threads serving requests want it. Calls
+/// that finish within a tick keep the gateway's priority (lowering every call made healthy
+/// plugins' calls wait behind everything else on a busy machine, until their concurrency cap
+/// refused calls); a lowered call is no slower while the machine has CPU to spare.
 pub const DEFAULT_NICE: u8 = 19;
 
 /// Engine-wide limits: the pool's capacity and the most memory any plugin may be given.
@@ -91,19 +94,48 @@ impl PluginEngine {
 /// How long a plugin thread with nothing to do waits for another call before it ends.
 const THREAD_KEEP_ALIVE: Duration = Duration::from_secs(2);
 
-/// The threads plugin calls run on: a blocking pool of their own, so that a plugin running up to
-/// its time limit holds none of the threads that serve requests and deliveries, at a lower CPU
-/// priority (on Linux), so that plugins keeping every core busy do not slow those threads down.
-/// The pool lives while any loaded plugin does.
+/// The threads plugin calls run on, so that a plugin running up to its time limit holds none of
+/// the threads that serve requests and deliveries. A call starts at the gateway's CPU priority;
+/// once it has run past an epoch tick (see [`demote_current_thread`]) its thread's priority is
+/// lowered (Linux nice), so plugins spinning on every core leave the CPU to the threads serving
+/// requests, while quick calls are never the last to be scheduled. An unprivileged process cannot
+/// raise a thread's priority again, so a lowered thread ends after its call; a new one starts on
+/// demand. Threads also end after [`THREAD_KEEP_ALIVE`] idle, which gives what their allocator
+/// cache holds back to the system. The pool lives while any loaded plugin does.
 #[derive(Debug, Clone)]
 pub struct PluginThreads(Arc<Pool>);
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Debug)]
 struct Pool {
+    nice: u8,
+    /// Entered by every plugin thread: WASI's synchronous host functions (stdio) block on tokio.
     handle: tokio::runtime::Handle,
     /// Only taken on drop: a runtime dropped on an async thread must be shut down in the
     /// background.
     runtime: Option<tokio::runtime::Runtime>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job and not yet woken for one.
+    idle: usize,
+    /// Threads woken for a job that have not yet woken up.
+    woken: usize,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("jobs", &self.jobs.len())
+            .field("idle", &self.idle)
+            .field("woken", &self.woken)
+            .finish()
+    }
 }
 
 impl Drop for Pool {
@@ -114,32 +146,125 @@ impl Drop for Pool {
     }
 }
 
+/// A plugin call's thread panicked: the call has no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin thread running the call panicked")]
+pub struct ThreadLost;
+
+thread_local! {
+    /// Whether this thread is one of the plugin threads (only those are ever lowered).
+    static PLUGIN_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread's priority has been lowered.
+    static DEMOTED: Cell<bool> = const { Cell::new(false) };
+}
+
 impl PluginThreads {
     fn new(nice: u8) -> std::io::Result<Self> {
-        // The runtime is here for its blocking pool (threads started on demand, kept a while
-        // idle); its one worker thread has nothing to do. Timers and I/O are enabled because
-        // WASI's blocking calls (stdio) run on tokio.
+        // The runtime gives the threads a tokio context; its one worker has nothing to do.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("sluice-plugin")
-            // What a thread frees stays in its allocator cache (mimalloc's per-thread heap) while
-            // it lives; after a burst of calls — a flood of memory-hungry ones, say — idle threads
-            // end soon, so that memory goes back to the system within seconds (tokio's default
-            // keeps them 10 s).
-            .thread_keep_alive(THREAD_KEEP_ALIVE)
-            .on_thread_start(move || lower_priority(nice))
+            .thread_name("sluice-plugin-io")
             .enable_all()
             .build()?;
-        Ok(Self(Arc::new(Pool { handle: runtime.handle().clone(), runtime: Some(runtime) })))
+        Ok(Self(Arc::new(Pool {
+            nice,
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        })))
+    }
+
+    /// How much lower a lowered plugin thread's priority is.
+    pub fn nice(&self) -> u8 {
+        self.0.nice
     }
 
     /// Runs `f` on one of the plugin threads.
-    pub async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<R, tokio::task::JoinError> {
-        self.0.handle.spawn_blocking(f).await
+    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, ThreadLost> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // `f` (and what it holds) is gone before the answer is sent, panic or not.
+            if let Ok(result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                let _ = answer.send(result);
+            }
+        });
+        let start_one = {
+            let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.jobs.push_back(job);
+            if queue.idle > 0 {
+                queue.idle -= 1;
+                queue.woken += 1;
+                self.0.wake.notify_one();
+                false
+            } else {
+                true
+            }
+        };
+        if start_one {
+            let pool = self.0.clone();
+            let spawned = std::thread::Builder::new().name("sluice-plugin".into()).spawn(move || pool.work());
+            if let Err(error) = spawned {
+                // Out of threads: tokio's blocking pool takes the call instead.
+                tracing::warn!(%error, "cannot start a plugin thread");
+                let pool = self.0.clone();
+                drop(self.0.handle.spawn_blocking(move || {
+                    let job = pool.queue.lock().unwrap_or_else(PoisonError::into_inner).jobs.pop_front();
+                    if let Some(job) = job {
+                        job();
+                    }
+                }));
+            }
+        }
+        answered.await.map_err(|_| ThreadLost)
     }
+}
+
+impl Pool {
+    /// A plugin thread: takes calls until it has been idle for a while or its priority was
+    /// lowered.
+    fn work(self: Arc<Self>) {
+        let _context = self.handle.enter();
+        PLUGIN_THREAD.with(|flag| flag.set(true));
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                drop(queue);
+                job();
+                // A lowered thread ends: every queued call has a thread started or woken for it.
+                if DEMOTED.with(Cell::get) {
+                    return;
+                }
+                queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            queue.idle += 1;
+            let (guard, waited) =
+                self.wake.wait_timeout(queue, THREAD_KEEP_ALIVE).unwrap_or_else(PoisonError::into_inner);
+            queue = guard;
+            if queue.woken > 0 {
+                // Whoever queued a job took one thread off `idle` and woke one: this is it (or a
+                // thread woken spuriously stands in for it, and the other counts itself off).
+                queue.woken -= 1;
+            } else {
+                queue.idle -= 1;
+                if waited.timed_out() && queue.jobs.is_empty() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Lowers the calling plugin thread's CPU priority by its pool's `nice` for the rest of its
+/// life (the thread ends after its call). Called when a call runs past an epoch tick; does
+/// nothing on other threads (a plugin instantiated on a request's thread, say).
+pub fn demote_current_thread(nice: u8) {
+    if !PLUGIN_THREAD.with(Cell::get) || DEMOTED.with(Cell::get) {
+        return;
+    }
+    DEMOTED.with(|flag| flag.set(true));
+    lower_priority(nice);
 }
 
 /// Raises the calling thread's nice value by `nice`: on Linux it is a property of each thread
@@ -160,17 +285,69 @@ fn lower_priority(_nice: u8) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::PluginThreads;
+    use super::{PluginThreads, demote_current_thread};
+
+    fn priority() -> i32 {
+        rustix::process::getpriority_process(None).expect("getpriority")
+    }
 
     #[tokio::test]
-    async fn plugin_calls_run_at_a_lower_cpu_priority() {
-        let ours = rustix::process::getpriority_process(None).unwrap();
+    async fn a_call_that_runs_long_continues_at_a_lower_cpu_priority_on_a_thread_that_then_ends() {
+        let ours = priority();
         let threads = PluginThreads::new(5).unwrap();
-        let theirs = threads.run(|| rustix::process::getpriority_process(None).unwrap()).await.unwrap();
-        assert_eq!(theirs, (ours + 5).min(19), "the plugin thread's nice value");
+        // A quick call keeps the gateway's priority.
+        let quick = threads.run(priority).await.unwrap();
+        assert_eq!(quick, ours);
+        // One that ran past its first tick is lowered for the rest of the call.
+        let (before, after, long_thread) = threads
+            .run(|| {
+                let before = priority();
+                demote_current_thread(5);
+                (before, priority(), std::thread::current().id())
+            })
+            .await
+            .unwrap();
+        assert_eq!((before, after), (ours, (ours + 5).min(19)), "the long call's priority before and after");
+        // The lowered thread is not used again: the next call runs at the gateway's priority.
+        let (next, next_thread) = threads.run(|| (priority(), std::thread::current().id())).await.unwrap();
+        assert_eq!(next, ours);
+        assert_ne!(next_thread, long_thread);
+        // Threads serving requests are never lowered, even when a plugin runs long on one.
+        demote_current_thread(5);
+        assert_eq!(priority(), ours);
         let unchanged = PluginThreads::new(0).unwrap();
-        assert_eq!(unchanged.run(|| rustix::process::getpriority_process(None).unwrap()).await.unwrap(), ours);
-        // The threads serving requests keep theirs.
-        assert_eq!(rustix::process::getpriority_process(None).unwrap(), ours);
+        assert_eq!(
+            unchanged
+                .run(|| {
+                    demote_current_thread(0);
+                    priority()
+                })
+                .await
+                .unwrap(),
+            ours
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_is_an_error_and_the_threads_go_on() {
+        let threads = PluginThreads::new(5).unwrap();
+        let lost = threads.run(|| -> u32 { panic!("a host function bug") }).await;
+        assert!(lost.is_err());
+        assert_eq!(threads.run(|| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_at_once_each_get_a_thread() {
+        let threads = PluginThreads::new(5).unwrap();
+        // Four calls that each wait for all four to be running: they finish only if no call
+        // waits behind another for a thread.
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let calls = (0..4).map(|_| {
+            let barrier = barrier.clone();
+            let threads = threads.clone();
+            tokio::spawn(async move { threads.run(move || barrier.wait().is_leader()).await.unwrap() })
+        });
+        let leaders = futures::future::join_all(calls).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+        assert_eq!(leaders, 1);
     }
 }

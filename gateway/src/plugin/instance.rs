@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Action, Decision, Delivery, Event, Failure, Hooks, Info, Level, Plugin, PluginPre};
@@ -102,6 +102,8 @@ pub struct HostState {
     table: ResourceTable,
     limits: Limits,
     plugin: Arc<Identity>,
+    /// Epoch ticks the running call has left after its first (see `arm`).
+    ticks_left: u64,
 }
 
 /// Memory and table limits that remember whether they refused growth, so a trap after a refused
@@ -515,11 +517,11 @@ impl LoadedPlugin {
         failure
     }
 
-    /// Sets the call's time limit.
+    /// Sets the call's time limit: its whole number of epoch ticks, plus one as the first may end
+    /// at once (the epoch thread ticks on its own). The deadline is first set one tick away, so
+    /// that a call still running then lowers its thread's priority (see `deadline_passed`).
     fn arm(&self, instance: &mut Instance) {
-        let ticks = self.identity.grants.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        // One tick more: the first may end at once, as the epoch thread ticks independently.
-        instance.store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+        arm(&mut instance.store, self.identity.grants.timeout);
     }
 
     fn classify(&self, error: &wasmtime::Error, memory_refused: bool) -> PluginError {
@@ -544,13 +546,14 @@ impl LoadedPlugin {
             table: ResourceTable::new(),
             limits: Limits { memory_bytes: grants.memory_bytes, refused: false },
             plugin: self.identity.clone(),
+            ticks_left: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
+        let nice = self.threads.nice();
+        store.epoch_deadline_callback(move |mut store| Ok(deadline_passed(&mut store.data_mut().ticks_left, nice)));
         // Instantiation runs the component's start code: it gets the same time limit.
-        let ticks = grants.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+        arm(&mut store, grants.timeout);
         let bindings = off_runtime(|| self.pre.instantiate(&mut store)).map_err(|error| {
             let memory_refused = store.data().limits.refused;
             match self.classify(&error, memory_refused) {
@@ -559,6 +562,24 @@ impl LoadedPlugin {
             }
         })?;
         Ok(Instance { store, bindings })
+    }
+}
+
+fn arm(store: &mut Store<HostState>, timeout: Duration) {
+    let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+    store.data_mut().ticks_left = u64::try_from(ticks).unwrap_or(u64::MAX);
+    store.set_epoch_deadline(1);
+}
+
+/// What a call does when its epoch deadline passes: the first time (the call has run past a
+/// tick), it goes on with its thread's priority lowered — a quick call is never behind the
+/// threads serving requests, a long one is — until the rest of its time limit; the second time,
+/// it is stopped (a timeout).
+fn deadline_passed(ticks_left: &mut u64, nice: u8) -> UpdateDeadline {
+    super::engine::demote_current_thread(nice);
+    match std::mem::take(ticks_left) {
+        0 => UpdateDeadline::Interrupt,
+        rest => UpdateDeadline::Continue(rest),
     }
 }
 
