@@ -138,7 +138,8 @@ def raw(schema, value, names):
             scale = schema.get("scale", 0)
             whole, _, fraction = value.lstrip("-").partition(".")
             unscaled = int(whole + fraction.ljust(scale, "0")) * (-1 if value.startswith("-") else 1)
-            length = max(1, (unscaled.bit_length() + 8) // 8)
+            # Fewest bytes in `bytes`; a `fixed` holds it sign-extended to its size.
+            length = schema["size"] if t == "fixed" else max(1, (unscaled.bit_length() + 8) // 8)
             return unscaled.to_bytes(length, "big", signed=True)
         return value.encode("latin-1")
     if t == "int" and logical == "date":

@@ -150,7 +150,16 @@ impl Generator {
             14 => {
                 let precision = 1 + u32::try_from(self.below(18)).unwrap_or(0);
                 let scale = u32::try_from(self.below(precision as usize + 1)).unwrap_or(0);
-                let schema = json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale});
+                // Half of them in a `fixed`, of 8 bytes (enough for 18 digits) up to 32: writers
+                // sign-extend a value to the size, so over 16 bytes a reader holding 128 bits
+                // must see that the extra bytes carry no digits.
+                let schema = if self.below(2) == 0 {
+                    json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale})
+                } else {
+                    let size = [8, 12, 16, 24, 32][self.below(5)];
+                    json!({"type": "fixed", "name": self.name("D"), "size": size, "logicalType": "decimal",
+                           "precision": precision, "scale": scale})
+                };
                 (schema, Shape::Decimal { precision, scale })
             }
             15 => {
@@ -303,7 +312,8 @@ impl Generator {
     }
 }
 
-/// Big-endian two's complement in the fewest bytes, as Avro's decimal `bytes` are written.
+/// Big-endian two's complement in the fewest bytes, as Avro's decimal `bytes` are written
+/// (apache-avro sign-extends it to a `fixed`'s size).
 fn minimal_twos_complement(n: i128) -> Vec<u8> {
     let full = n.to_be_bytes();
     let sign = if n < 0 { 0xff } else { 0 };
