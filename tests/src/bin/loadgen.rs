@@ -145,7 +145,9 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
 
     server.spawn(gateway.stop()).await??;
     print_report(args, &outcomes);
-    plugin_overhead(&events)?;
+    // It builds a runtime of its own, which cannot be done on this one's threads.
+    std::thread::scope(|scope| scope.spawn(|| plugin_overhead(&events)).join())
+        .map_err(|_| anyhow::anyhow!("the plugin overhead measurement panicked"))??;
     if let Some(path) = &args.json {
         let rows: Vec<Value> = outcomes
             .iter()
