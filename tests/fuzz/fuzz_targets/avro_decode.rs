@@ -1,3 +1,3 @@
 #![no_main]
 //! See `sluice::fuzz::avro_decode`.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| sluice::fuzz::avro_decode(data));
+libfuzzer_sys::fuzz_target!(init: sluice::fuzz::only_escaping_panics_crash(), |data: &[u8]| sluice::fuzz::avro_decode(data));
