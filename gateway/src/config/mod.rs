@@ -366,7 +366,7 @@ pub struct PluginHostConfig {
     /// The most memory any one plugin may be given, in MiB. Default 256.
     pub max_memory_mb: usize,
     /// How much lower than the gateway's the CPU priority of a plugin call becomes once it has
-    /// run past one epoch tick (5 ms) (Linux nice increment, 0–19; 0 never lowers it). Default 19.
+    /// used 5 ms of CPU (Linux nice increment, 0–19; 0 never lowers it). Default 19.
     pub nice: u8,
 }
 

@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The default of `plugin_host.nice`: the most Linux allows, so that a plugin call spinning
 /// towards its time limit gets little CPU whenever the threads serving requests want it. Calls
-/// that finish within a tick keep the gateway's priority (lowering every call made healthy
+/// that use less than a tick of CPU keep the gateway's priority (lowering every call made healthy
 /// plugins' calls wait behind everything else on a busy machine, until their concurrency cap
 /// refused calls); a lowered call is no slower while the machine has CPU to spare.
 pub const DEFAULT_NICE: u8 = 19;
@@ -96,8 +96,8 @@ const THREAD_KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// The threads plugin calls run on, so that a plugin running up to its time limit holds none of
 /// the threads that serve requests and deliveries. A call starts at the gateway's CPU priority;
-/// once it has run past an epoch tick (see [`demote_current_thread`]) its thread's priority is
-/// lowered (Linux nice), so plugins spinning on every core leave the CPU to the threads serving
+/// once it has used [`CPU_BEFORE_LOWERED`] of CPU (see [`demote_current_thread`]) its thread's
+/// priority is lowered (Linux nice), so plugins spinning on every core leave the CPU to the threads serving
 /// requests, while quick calls are never the last to be scheduled. An unprivileged process cannot
 /// raise a thread's priority again, so a lowered thread ends after its call; a new one starts on
 /// demand. Threads also end after [`THREAD_KEEP_ALIVE`] idle, which gives what their allocator
@@ -117,6 +117,8 @@ struct Pool {
     runtime: Option<tokio::runtime::Runtime>,
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Calls whose thread was lowered.
+    lowered: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -152,8 +154,8 @@ impl Drop for Pool {
 pub struct ThreadLost;
 
 thread_local! {
-    /// Whether this thread is one of the plugin threads (only those are ever lowered).
-    static PLUGIN_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// On a plugin thread, its pool's count of lowered calls (only plugin threads are lowered).
+    static PLUGIN_THREAD: std::cell::RefCell<Option<Arc<AtomicU64>>> = const { std::cell::RefCell::new(None) };
     /// Whether this thread's priority has been lowered.
     static DEMOTED: Cell<bool> = const { Cell::new(false) };
 }
@@ -172,12 +174,18 @@ impl PluginThreads {
             runtime: Some(runtime),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            lowered: Arc::new(AtomicU64::new(0)),
         })))
     }
 
     /// How much lower a lowered plugin thread's priority is.
     pub fn nice(&self) -> u8 {
         self.0.nice
+    }
+
+    /// Calls whose thread was lowered so far.
+    pub fn lowered(&self) -> u64 {
+        self.0.lowered.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on one of the plugin threads.
@@ -225,7 +233,7 @@ impl Pool {
     /// lowered.
     fn work(self: Arc<Self>) {
         let _context = self.handle.enter();
-        PLUGIN_THREAD.with(|flag| flag.set(true));
+        PLUGIN_THREAD.with(|lowered| *lowered.borrow_mut() = Some(self.lowered.clone()));
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(job) = queue.jobs.pop_front() {
@@ -256,14 +264,33 @@ impl Pool {
     }
 }
 
+/// The CPU a plugin call may use at the gateway's priority, counted from its first epoch tick,
+/// before its thread is lowered.
+pub const CPU_BEFORE_LOWERED: Duration = EPOCH_TICK;
+
+/// The CPU time the calling thread has used (zero where it cannot be read).
+pub fn thread_cpu_time() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(u64::try_from(now.tv_sec).unwrap_or(0), u32::try_from(now.tv_nsec).unwrap_or(0))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Duration::ZERO
+    }
+}
+
 /// Lowers the calling plugin thread's CPU priority by its pool's `nice` for the rest of its
-/// life (the thread ends after its call). Called when a call runs past an epoch tick; does
-/// nothing on other threads (a plugin instantiated on a request's thread, say).
+/// life (the thread ends after its call). Called when a call has used its CPU at the gateway's
+/// priority; does nothing on other threads (a plugin instantiated on a request's thread, say).
 pub fn demote_current_thread(nice: u8) {
-    if !PLUGIN_THREAD.with(Cell::get) || DEMOTED.with(Cell::get) {
+    if DEMOTED.with(Cell::get) {
         return;
     }
+    let Some(lowered) = PLUGIN_THREAD.with(|lowered| lowered.borrow().clone()) else { return };
     DEMOTED.with(|flag| flag.set(true));
+    lowered.fetch_add(1, Ordering::Relaxed);
     lower_priority(nice);
 }
 

@@ -12,7 +12,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Action, Decision, Delivery, Event, Failure, Hooks, Info, Level, Plugin, PluginPre};
 use super::breaker::{Admission, AdmissionLimits, CircuitStatus, Permit, Refusal};
-use super::engine::{EPOCH_TICK, PluginEngine, PluginThreads};
+use super::engine::{
+    CPU_BEFORE_LOWERED, EPOCH_TICK, PluginEngine, PluginThreads, demote_current_thread, thread_cpu_time,
+};
 
 /// What an operator lets a plugin do, and its limits.
 #[derive(Debug, Clone)]
@@ -102,8 +104,18 @@ pub struct HostState {
     table: ResourceTable,
     limits: Limits,
     plugin: Arc<Identity>,
-    /// Epoch ticks the running call has left after its first (see `arm`).
+    /// The running call's clock (see `arm`).
+    clock: CallClock,
+}
+
+/// How far the running call is into its time limit, and into the CPU it may use before its
+/// thread's priority is lowered.
+#[derive(Debug, Default)]
+struct CallClock {
+    /// Epoch ticks left before the call is stopped.
     ticks_left: u64,
+    /// The thread's CPU time at the call's first tick.
+    cpu_at_first_tick: Option<Duration>,
 }
 
 /// Memory and table limits that remember whether they refused growth, so a trap after a refused
@@ -376,6 +388,12 @@ impl LoadedPlugin {
         (Arc::into_inner(input).unwrap_or_default(), result)
     }
 
+    /// Calls of the host's plugins whose thread was lowered for using too much CPU.
+    #[cfg(test)]
+    pub(super) fn lowered_calls(&self) -> u64 {
+        self.threads.lowered()
+    }
+
     /// A claim on one of the plugin's call slots, or why there is none (the concurrency cap, the
     /// open circuit).
     fn admit(&self) -> Result<Permit, PluginError> {
@@ -518,8 +536,8 @@ impl LoadedPlugin {
     }
 
     /// Sets the call's time limit: its whole number of epoch ticks, plus one as the first may end
-    /// at once (the epoch thread ticks on its own). The deadline is first set one tick away, so
-    /// that a call still running then lowers its thread's priority (see `deadline_passed`).
+    /// at once (the epoch thread ticks on its own). The deadline is set one tick at a time, so
+    /// that a long call's CPU use is looked at on every tick (see `deadline_passed`).
     fn arm(&self, instance: &mut Instance) {
         arm(&mut instance.store, self.identity.grants.timeout);
     }
@@ -546,12 +564,12 @@ impl LoadedPlugin {
             table: ResourceTable::new(),
             limits: Limits { memory_bytes: grants.memory_bytes, refused: false },
             plugin: self.identity.clone(),
-            ticks_left: 0,
+            clock: CallClock::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let nice = self.threads.nice();
-        store.epoch_deadline_callback(move |mut store| Ok(deadline_passed(&mut store.data_mut().ticks_left, nice)));
+        store.epoch_deadline_callback(move |mut store| Ok(deadline_passed(&mut store.data_mut().clock, nice)));
         // Instantiation runs the component's start code: it gets the same time limit.
         arm(&mut store, grants.timeout);
         let bindings = off_runtime(|| self.pre.instantiate(&mut store)).map_err(|error| {
@@ -567,20 +585,27 @@ impl LoadedPlugin {
 
 fn arm(store: &mut Store<HostState>, timeout: Duration) {
     let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-    store.data_mut().ticks_left = u64::try_from(ticks).unwrap_or(u64::MAX);
+    store.data_mut().clock =
+        CallClock { ticks_left: u64::try_from(ticks).unwrap_or(u64::MAX), cpu_at_first_tick: None };
     store.set_epoch_deadline(1);
 }
 
-/// What a call does when its epoch deadline passes: the first time (the call has run past a
-/// tick), it goes on with its thread's priority lowered — a quick call is never behind the
-/// threads serving requests, a long one is — until the rest of its time limit; the second time,
-/// it is stopped (a timeout).
-fn deadline_passed(ticks_left: &mut u64, nice: u8) -> UpdateDeadline {
-    super::engine::demote_current_thread(nice);
-    match std::mem::take(ticks_left) {
-        0 => UpdateDeadline::Interrupt,
-        rest => UpdateDeadline::Continue(rest),
+/// Called at every epoch tick while a call runs: stops it once its time limit has passed, and
+/// lowers its thread's priority once it has used [`CPU_BEFORE_LOWERED`] since its first tick. CPU
+/// time, not time: on a busy machine a quick call can take a while to finish without using the
+/// CPU, and lowering it would make it wait longer still.
+fn deadline_passed(clock: &mut CallClock, nice: u8) -> UpdateDeadline {
+    if clock.ticks_left == 0 {
+        return UpdateDeadline::Interrupt;
     }
+    clock.ticks_left -= 1;
+    let now = thread_cpu_time();
+    match clock.cpu_at_first_tick {
+        None => clock.cpu_at_first_tick = Some(now),
+        Some(first) if now.saturating_sub(first) >= CPU_BEFORE_LOWERED => demote_current_thread(nice),
+        Some(_) => {}
+    }
+    UpdateDeadline::Continue(1)
 }
 
 /// Runs a plugin call where WASI's synchronous host functions may block on a tokio runtime of

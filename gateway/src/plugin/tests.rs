@@ -83,6 +83,22 @@ fn an_infinite_loop_is_stopped_by_the_time_limit() {
     assert_recovers(&plugin, "timeout");
 }
 
+#[tokio::test]
+async fn a_call_spinning_on_the_cpu_is_lowered_and_quick_calls_are_not() {
+    let host = host();
+    let noop = load(&host, "noop", Grants::default());
+    for _ in 0..50 {
+        let (_, answer) = noop.produce(vec![event("{}")]).await;
+        answer.expect("the no-op plugin answers");
+    }
+    assert_eq!(noop.lowered_calls(), 0, "quick calls keep the gateway's priority");
+    let grants = Grants { timeout: Duration::from_millis(200), ..Grants::default() };
+    let spin = load(&host, "infinite-loop", grants);
+    let (_, answer) = spin.produce(vec![event("{}")]).await;
+    assert!(matches!(answer, Err(PluginError::Timeout { .. })), "{answer:?}");
+    assert_eq!(spin.lowered_calls(), 1, "the spinning call's thread was lowered");
+}
+
 #[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let host = host();
