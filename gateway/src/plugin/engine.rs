@@ -25,8 +25,8 @@ pub struct EngineLimits {
     pub max_instances: u32,
     /// The most linear memory one instance may have; per-plugin limits are at most this.
     pub max_memory_bytes: usize,
-    /// How much lower than the gateway's the plugin threads' CPU priority is (Linux nice
-    /// increment, 0–19; 0 keeps them equal).
+    /// How much lower than the gateway's a plugin call's CPU priority becomes once it has used
+    /// [`CPU_BEFORE_LOWERED`] (Linux nice increment, 0–19; 0 never lowers it).
     pub nice: u8,
 }
 

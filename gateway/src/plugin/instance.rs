@@ -440,8 +440,9 @@ impl LoadedPlugin {
     /// a failed instance is dropped, a good one goes back to the pool. `verify` checks the
     /// answer; its refusal counts as a failed call.
     ///
-    /// Calls run on the caller's thread. When a plugin does I/O that WASI implements by blocking
-    /// on tokio, that panics on a runtime worker: the batch is then run again on a fresh
+    /// Runs on the caller's thread: a plugin thread for the gateway's calls (`off_thread`), the
+    /// caller's own for `sluice plugin test`. When a plugin does I/O that WASI implements by
+    /// blocking on tokio, that panics on a runtime worker: the batch is then run again on a fresh
     /// instance outside the runtime, and so are this plugin's later calls.
     fn call<R>(
         &self,
