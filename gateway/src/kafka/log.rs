@@ -175,7 +175,7 @@ impl<S: Fold> CompactedLog<S> {
         Ok(())
     }
 
-    /// Runs one write: under the writer lock, catch up, let `plan` look at the state and decide
+    /// Runs one write: under the writer lock, with the state caught up, let `plan` look at the state and decide
     /// what to write, write it in a transaction, and wait until the reader has folded it in.
     /// A fenced or failed transaction starts over with a fresh writer.
     pub async fn write<T, E: From<LogError>>(&self, plan: impl Fn(&S) -> Result<Outcome<T, S>, E>) -> Result<T, E> {
@@ -183,14 +183,18 @@ impl<S: Fold> CompactedLog<S> {
         let mut last_error = None;
         for _ in 0..WRITE_ATTEMPTS {
             let producer = match writer.as_ref() {
+                // Still unfenced: nobody has initialised the shared id since this writer caught
+                // up, so nobody else has committed, and its own writes were read back before
+                // they returned. The state is current without asking the broker. (Had it been
+                // fenced since, the commit below fails and the next attempt starts afresh.)
                 Some(producer) => producer.clone(),
                 None => {
                     let producer = self.new_writer().await?;
                     *writer = Some(producer.clone());
+                    self.catch_up().await?;
                     producer
                 }
             };
-            self.catch_up().await?;
             let Plan { records, result, applied } = match plan(&self.read())? {
                 Outcome::Nothing(result) => return Ok(result),
                 Outcome::Write(plan) => plan,
@@ -205,6 +209,7 @@ impl<S: Fold> CompactedLog<S> {
                     }
                     producer.send(record).map_err(|(e, _)| e)?;
                 }
+                flush(&producer)?;
                 producer.commit_transaction(KAFKA_TIMEOUT)
             })
             .await
@@ -255,6 +260,8 @@ impl<S: Fold> CompactedLog<S> {
             .set("transactional.id", format!("sluice-log-{}", self.topic))
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // One small transaction at a time: nothing to batch, so send at once.
+            .set("linger.ms", "0")
             .set("message.max.bytes", MAX_RECORD_BYTES);
         let producer: BaseProducer = config.create()?;
         let producer = Arc::new(producer);
@@ -264,6 +271,20 @@ impl<S: Fold> CompactedLog<S> {
             .map_err(|e| LogError(e.to_string()))??;
         Ok(producer)
     }
+}
+
+/// Waits until the transaction's records are acknowledged. `commit_transaction` flushes too, but
+/// rdkafka's flush serves the producer's events in 100 ms polls and so takes at least that long
+/// for a single record; polling for a millisecond at a time returns as soon as the broker answers.
+fn flush(producer: &BaseProducer) -> Result<(), KafkaError> {
+    let deadline = std::time::Instant::now() + KAFKA_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Errors a newly created topic gives until its partition leader is known everywhere.

@@ -53,6 +53,11 @@ impl EmbeddedRegistry {
     /// Registers a schema under a subject, returning its id (the existing one if the subject
     /// already has this schema). Refused if it breaks the subject's compatibility level.
     pub async fn register(&self, subject: &str, schema: Schema) -> Result<u32, RegistryError> {
+        // Known already: answered from memory, without the writer (serializers with
+        // `auto.register.schemas` register on every start).
+        if let Some(existing) = self.read().lookup(subject, &schema, false) {
+            return Ok(existing.id);
+        }
         self.log
             .write(|state| {
                 let references = state.reference_texts(&schema.references)?;
