@@ -58,7 +58,7 @@ struct Row {
 }
 
 impl Row {
-    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    #[allow(clippy::cast_precision_loss, clippy::print_stdout)] // counts far below 2^52; the report
     fn print(&self) {
         let ms = |q: f64| self.latencies.value_at_quantile(q) as f64 / 1000.0;
         let per_sec = self.latencies.len() as f64 / self.elapsed.as_secs_f64();
@@ -159,12 +159,17 @@ async fn run(args: &Args, binary: &std::path::Path, kafka: &Kafka) -> anyhow::Re
     rows.push(Row { name: "get by id".into(), latencies: by_id, elapsed: started.elapsed() });
     gateway.stop().await?;
 
+    print_table(&rows);
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)] // the report is the output
+fn print_table(rows: &[Row]) {
     println!("| scenario | requests | per second | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|");
-    for row in &rows {
+    for row in rows {
         row.print();
     }
-    Ok(())
 }
 
 /// A distinct record schema per `i`, the size of a typical event schema (~600 bytes).
