@@ -90,6 +90,17 @@ pub enum RegistryError {
     InvalidCompatibility(String),
     #[error("subject '{0}' must be soft-deleted before it is permanently deleted")]
     SubjectNotSoftDeleted(String),
+    #[error("subject '{0}' was soft-deleted already; delete it with permanent=true to remove it")]
+    SubjectSoftDeleted(String),
+    #[error("version {version} of subject '{subject}' was soft-deleted already; delete it with permanent=true")]
+    VersionSoftDeleted { subject: String, version: u32 },
+    #[error("subject '{0}' has no mode of its own")]
+    SubjectModeNotFound(String),
+    #[error("the request has an empty schema")]
+    EmptySchema,
+    /// Refused by the registry's or the subject's mode (read-only, import).
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("version {version} of subject '{subject}' must be soft-deleted before it is permanently deleted")]
     VersionNotSoftDeleted { subject: String, version: u32 },
     #[error("subject '{0}' has no compatibility level of its own")]

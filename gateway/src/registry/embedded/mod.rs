@@ -2,11 +2,12 @@
 //! [`crate::kafka::log`] for how replicas read and write it without a leader).
 
 pub mod api;
+pub mod errors;
 pub mod state;
 
 use std::sync::RwLockReadGuard;
 
-use self::state::{ConfigRecord, IdRecord, RecordKey, SchemaRecord, State};
+use self::state::{AccessMode, ConfigRecord, IdRecord, ModeRecord, RecordKey, SchemaRecord, State, fingerprint};
 use super::types::{RegistryError, Schema, SubjectVersion, VersionSpec};
 use crate::codec::Codec;
 use crate::config::KafkaConfig;
@@ -53,30 +54,63 @@ impl EmbeddedRegistry {
     /// Registers a schema under a subject, returning its id (the existing one if the subject
     /// already has this schema). Refused if it breaks the subject's compatibility level.
     pub async fn register(&self, subject: &str, schema: Schema) -> Result<u32, RegistryError> {
+        self.register_as(subject, schema, None, None).await.map(|registered| registered.id)
+    }
+
+    /// [`Self::register`] with the id and version an import gives (`IMPORT` mode only), returning
+    /// the version registered (or found).
+    pub async fn register_as(
+        &self,
+        subject: &str,
+        schema: Schema,
+        id: Option<u32>,
+        version: Option<u32>,
+    ) -> Result<SubjectVersion, RegistryError> {
         // Known already: answered from memory, without the writer (serializers with
-        // `auto.register.schemas` register on every start).
-        if let Some(existing) = self.read().lookup(subject, &schema, false) {
-            return Ok(existing.id);
+        // `auto.register.schemas` register on every start), and in any mode, as Confluent does.
+        if let Some(existing) = self.read().lookup(subject, &schema, false)
+            && id.is_none_or(|id| id == existing.id)
+            && version.is_none_or(|v| v == existing.version)
+        {
+            return Ok(existing);
         }
         self.log
             .write(|state| {
+                let access = state.access(Some(subject));
+                if access.read_only() {
+                    return Err(errors::read_only(Some(subject)));
+                }
+                match (access, id) {
+                    (AccessMode::Import, None) => return Err(errors::not_read_write_mode(subject)),
+                    (AccessMode::Import, Some(id)) => {
+                        if state.schema(id).is_some_and(|taken| fingerprint(taken) != fingerprint(&schema)) {
+                            return Err(errors::id_taken(id));
+                        }
+                    }
+                    (_, Some(_)) => return Err(errors::not_import_mode(subject)),
+                    (_, None) => {}
+                }
                 let references = state.reference_texts(&schema.references)?;
                 let parsed = Parsed::parse(schema.schema_type, &schema.schema, &references)
                     .map_err(RegistryError::InvalidSchema)?;
                 Codec::compile_with_references(schema.schema_type, &schema.schema, &references)
                     .map_err(RegistryError::InvalidSchema)?;
-                let record = match state.plan_register(subject, &schema) {
+                let record = match state.plan_import(subject, &schema, id, version) {
                     Ok(record) => record,
-                    Err(existing) => return Ok(Outcome::Nothing(existing.id)),
+                    Err(existing) => return Ok(Outcome::Nothing(existing)),
                 };
-                let mode = state.mode(Some(subject));
-                let findings = compat::check(mode, &parsed, &parse_versions(state, &state.live_versions(subject))?);
-                if !findings.is_empty() {
-                    return Err(RegistryError::Incompatible {
-                        subject: subject.to_owned(),
-                        mode: mode.to_string(),
-                        findings: findings.iter().map(ToString::to_string).collect(),
-                    });
+                // An import copies another registry's history as it is: no compatibility check.
+                if access != AccessMode::Import {
+                    let mode = state.mode(Some(subject));
+                    let earlier = state.live_versions(subject);
+                    let findings = compat::check(mode, &parsed, &parse_versions(state, &earlier)?);
+                    if !findings.is_empty() {
+                        return Err(RegistryError::Incompatible {
+                            subject: subject.to_owned(),
+                            mode: mode.to_string(),
+                            findings: confluent_messages(&findings, &earlier, mode),
+                        });
+                    }
                 }
                 let (id, version) = (record.id, record.version);
                 let mut records = vec![entry(&RecordKey::schema(subject, version), Some(&record))?];
@@ -84,18 +118,28 @@ impl EmbeddedRegistry {
                     records.push(entry(&RecordKey::id_counter(), Some(&IdRecord { max_id: id }))?);
                 }
                 tracing::info!(subject, version, id, "registering schema");
+                let registered = SubjectVersion {
+                    subject: subject.to_owned(),
+                    version,
+                    id,
+                    schema: record.schema.clone(),
+                    schema_type: record.schema_type,
+                    references: record.references.clone(),
+                };
                 let subject = subject.to_owned();
                 Ok(Outcome::Write(Plan {
                     records,
-                    result: id,
-                    applied: Box::new(move |s: &State| s.version_state(&subject, version).is_some()),
+                    result: registered,
+                    applied: Box::new(move |s: &State| {
+                        s.version_state(&subject, version).is_some_and(|v| v.id == id && !v.deleted)
+                    }),
                 }))
             })
             .await
     }
 
     /// Whether a schema would be accepted by a subject: against `version`, or (`None`) against
-    /// the versions its level checks. Returns the reasons it would not.
+    /// the versions its level checks. Returns the reasons it would not, as Confluent words them.
     pub fn check_compatibility(
         &self,
         subject: &str,
@@ -107,10 +151,15 @@ impl EmbeddedRegistry {
         let parsed =
             Parsed::parse(schema.schema_type, &schema.schema, &references).map_err(RegistryError::InvalidSchema)?;
         let mode = state.mode(Some(subject));
-        let findings = match version {
-            None => compat::check(mode, &parsed, &parse_versions(&state, &state.live_versions(subject))?),
+        let (mode, against) = match version {
+            None => (mode, state.live_versions(subject)),
+            // The latest of a subject with no versions: nothing to be incompatible with.
+            Some(VersionSpec::Latest) if !state.has_subject(subject, false) => return Ok(Vec::new()),
             Some(spec) => {
-                let against = self.version_of(&state, subject, spec)?;
+                // A missing version answers 40402 even when the whole subject is missing.
+                let against = self
+                    .version_of(&state, subject, spec)
+                    .map_err(|_| RegistryError::VersionNotFound { subject: subject.to_owned(), version: spec })?;
                 // One named version: the level's direction, without transitivity.
                 let single = match mode {
                     Mode::BackwardTransitive => Mode::Backward,
@@ -118,10 +167,11 @@ impl EmbeddedRegistry {
                     Mode::FullTransitive => Mode::Full,
                     other => other,
                 };
-                compat::check(single, &parsed, &parse_versions(&state, &[against])?)
+                (single, vec![against])
             }
         };
-        Ok(findings.iter().map(ToString::to_string).collect())
+        let findings = compat::check(mode, &parsed, &parse_versions(&state, &against)?);
+        Ok(if findings.is_empty() { Vec::new() } else { confluent_messages(&findings, &against, mode) })
     }
 
     /// The version of a subject holding this schema (`POST /subjects/{subject}`).
@@ -144,7 +194,10 @@ impl EmbeddedRegistry {
         let key = RecordKey::config(subject);
         let subject = subject.map(str::to_owned);
         self.log
-            .write(|_| {
+            .write(|state| {
+                if state.access(subject.as_deref()).read_only() {
+                    return Err(errors::read_only(subject.as_deref()));
+                }
                 let subject = subject.clone();
                 Ok(Outcome::Write(Plan {
                     records: vec![entry(&key, Some(&value))?],
@@ -158,18 +211,96 @@ impl EmbeddedRegistry {
             .await
     }
 
-    /// Removes a subject's own level, returning it; the global level applies again.
-    pub async fn delete_subject_mode(&self, subject: &str) -> Result<Mode, RegistryError> {
+    /// Removes a subject's own level (the global level applies again), or resets the global
+    /// level to the default (`None`); returns the level removed.
+    pub async fn delete_subject_mode(&self, subject: Option<&str>) -> Result<Mode, RegistryError> {
+        let subject = subject.map(str::to_owned);
         self.log
             .write(|state| {
-                let previous = state
-                    .subject_mode(subject)
-                    .ok_or_else(|| RegistryError::SubjectConfigNotFound(subject.to_owned()))?;
-                let subject = subject.to_owned();
+                if state.access(subject.as_deref()).read_only() {
+                    return Err(errors::read_only(subject.as_deref()));
+                }
+                let previous = match &subject {
+                    // Confluent answers a subject without a level of its own as an unknown subject.
+                    Some(name) => {
+                        state.subject_mode(name).ok_or_else(|| RegistryError::SubjectNotFound(name.clone()))?
+                    }
+                    None => state.mode(None),
+                };
+                let subject = subject.clone();
                 Ok(Outcome::Write(Plan {
-                    records: vec![entry::<ConfigRecord>(&RecordKey::config(Some(&subject)), None)?],
+                    records: vec![entry::<ConfigRecord>(&RecordKey::config(subject.as_deref()), None)?],
                     result: previous,
-                    applied: Box::new(move |s: &State| s.subject_mode(&subject).is_none()),
+                    applied: Box::new(move |s: &State| match &subject {
+                        Some(subject) => s.subject_mode(subject).is_none(),
+                        None => s.mode(None) == Mode::default(),
+                    }),
+                }))
+            })
+            .await
+    }
+
+    /// The mode (`READWRITE`, `READONLY`, `IMPORT`) that applies to a subject or, for `None`,
+    /// globally.
+    pub fn access(&self, subject: Option<&str>) -> AccessMode {
+        self.read().access(subject)
+    }
+
+    /// A subject's own mode, if it has one.
+    pub fn subject_access(&self, subject: &str) -> Option<AccessMode> {
+        self.read().subject_access(subject)
+    }
+
+    /// Sets the global (`None`) or a subject's mode. Switching to `IMPORT` is refused while the
+    /// scope has live subjects, unless `force`: imported ids could clash with theirs.
+    pub async fn set_access(&self, subject: Option<&str>, mode: AccessMode, force: bool) -> Result<(), RegistryError> {
+        let subject = subject.map(str::to_owned);
+        let value = ModeRecord { mode: mode.as_str().to_owned() };
+        self.log
+            .write(|state| {
+                let scope = subject.as_deref();
+                if mode == AccessMode::Import && state.access(scope) != AccessMode::Import && !force {
+                    let occupied = match scope {
+                        Some(subject) => state.has_subject(subject, false),
+                        None => state.has_live_subjects(),
+                    };
+                    if occupied {
+                        return Err(errors::subjects_exist());
+                    }
+                }
+                let subject = subject.clone();
+                Ok(Outcome::Write(Plan {
+                    records: vec![entry(&RecordKey::mode(subject.as_deref()), Some(&value))?],
+                    result: (),
+                    applied: Box::new(move |s: &State| match &subject {
+                        Some(subject) => s.subject_access(subject) == Some(mode),
+                        None => s.access(None) == mode,
+                    }),
+                }))
+            })
+            .await
+    }
+
+    /// Removes a subject's own mode, or resets the global one to `READWRITE`; returns the mode
+    /// removed.
+    pub async fn delete_access(&self, subject: Option<&str>) -> Result<AccessMode, RegistryError> {
+        let subject = subject.map(str::to_owned);
+        self.log
+            .write(|state| {
+                let previous = match &subject {
+                    Some(name) => {
+                        state.subject_access(name).ok_or_else(|| RegistryError::SubjectNotFound(name.clone()))?
+                    }
+                    None => state.access(None),
+                };
+                let subject = subject.clone();
+                Ok(Outcome::Write(Plan {
+                    records: vec![entry::<ModeRecord>(&RecordKey::mode(subject.as_deref()), None)?],
+                    result: previous,
+                    applied: Box::new(move |s: &State| match &subject {
+                        Some(subject) => s.subject_access(subject).is_none(),
+                        None => s.access(None) == AccessMode::ReadWrite,
+                    }),
                 }))
             })
             .await
@@ -194,6 +325,16 @@ impl EmbeddedRegistry {
     ) -> Result<u32, RegistryError> {
         self.log
             .write(|state| {
+                if state.access(Some(subject)).read_only() {
+                    return Err(errors::read_only(Some(subject)));
+                }
+                if let VersionSpec::Number(n) = spec
+                    && !permanent
+                    && state.version_state(subject, n).is_some_and(|v| v.deleted)
+                    && state.has_subject(subject, false)
+                {
+                    return Err(RegistryError::VersionSoftDeleted { subject: subject.to_owned(), version: n });
+                }
                 let found = self.version_of(state, subject, spec).or_else(|error| match spec {
                     // A soft-deleted version can be named for its permanent delete.
                     VersionSpec::Number(n) if permanent => state.subject_version(subject, Some(n), true).ok_or(error),
@@ -236,6 +377,9 @@ impl EmbeddedRegistry {
     pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>, RegistryError> {
         self.log
             .write(|state| {
+                if state.access(Some(subject)).read_only() {
+                    return Err(errors::read_only(Some(subject)));
+                }
                 let all =
                     state.versions(subject, true).ok_or_else(|| RegistryError::SubjectNotFound(subject.to_owned()))?;
                 let live = state.versions(subject, false).unwrap_or_default();
@@ -268,7 +412,7 @@ impl EmbeddedRegistry {
                     }));
                 }
                 if live.is_empty() {
-                    return Err(RegistryError::SubjectNotFound(subject.to_owned()));
+                    return Err(RegistryError::SubjectSoftDeleted(subject.to_owned()));
                 }
                 let records = live
                     .iter()
@@ -316,6 +460,31 @@ impl EmbeddedRegistry {
         state.subject_version(subject, number, false).ok_or_else(|| not_found(state, subject, version))
     }
 
+    /// The (subject, version) pairs that use schema `id`; `SchemaNotFound(0)` (Confluent's
+    /// "Schema not found") if none does.
+    pub fn versions_of_id(&self, id: u32, include_deleted: bool) -> Result<Vec<(String, u32)>, RegistryError> {
+        let found = self.read().versions_of_id(id, include_deleted);
+        if found.is_empty() { Err(RegistryError::SchemaNotFound(0)) } else { Ok(found) }
+    }
+
+    /// The highest id handed out so far (`fetchMaxId`).
+    pub fn max_id(&self) -> u32 {
+        self.read().max_id()
+    }
+
+    /// Every version of every subject whose name starts with `prefix` (`GET /schemas`), by subject
+    /// then version; only each subject's latest with `latest_only`.
+    pub fn schemas(&self, prefix: &str, include_deleted: bool, latest_only: bool) -> Vec<SubjectVersion> {
+        let state = self.read();
+        let mut out = Vec::new();
+        for subject in state.subjects(include_deleted).into_iter().filter(|s| s.starts_with(prefix)) {
+            let versions = state.versions(&subject, include_deleted).unwrap_or_default();
+            let chosen: &[u32] = if latest_only { &versions[versions.len().saturating_sub(1)..] } else { &versions };
+            out.extend(chosen.iter().filter_map(|v| state.subject_version(&subject, Some(*v), include_deleted)));
+        }
+        out
+    }
+
     pub fn subjects(&self, include_deleted: bool) -> Vec<String> {
         self.read().subjects(include_deleted)
     }
@@ -338,6 +507,32 @@ impl EmbeddedRegistry {
     ) -> Result<Vec<String>, RegistryError> {
         self.read().reference_texts(references)
     }
+}
+
+/// Confluent's wording of the reasons a schema is incompatible: per earlier version its
+/// findings (`errorType`, a description with the JSON pointer into the schema, the detail), that
+/// version's number and text, and finally the level checked.
+fn confluent_messages(findings: &[compat::Finding], earlier: &[SubjectVersion], mode: Mode) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut versions: Vec<u32> = findings.iter().map(|f| f.version).collect();
+    versions.dedup();
+    for version in versions {
+        for finding in findings.iter().filter(|f| f.version == version) {
+            let i = &finding.incompatibility;
+            let (reader, writer) = if finding.direction == "backward" { ("new", "old") } else { ("old", "new") };
+            messages.push(format!(
+                "{{errorType:'{}', description:'The {reader} schema cannot read data written with the {writer} \
+                 schema at path '{}'', additionalInfo:'{}'}}",
+                i.kind, i.location, i.message
+            ));
+        }
+        messages.push(format!("{{oldSchemaVersion: {version}}}"));
+        if let Some(old) = earlier.iter().find(|v| v.version == version) {
+            messages.push(format!("{{oldSchema: '{}'}}", old.schema));
+        }
+    }
+    messages.push(format!("{{validateFields: 'false', compatibility: '{mode}'}}"));
+    messages
 }
 
 /// One registry record, keyed like Confluent's `_schemas` topic.

@@ -11,7 +11,9 @@
 //! - `CONFIG` {subject?}: `{"compatibilityLevel": …}` for a subject or (no subject) globally; a
 //!   tombstone removes a subject's own level;
 //! - `ID`: the highest id ever handed out, so ids are never reused, even after permanently
-//!   deleted versions are compacted away.
+//!   deleted versions are compacted away;
+//! - `MODE` {subject?}: `{"mode": "READWRITE" | "READONLY" | "READONLY_OVERRIDE" | "IMPORT"}` for a
+//!   subject or globally; a tombstone removes a subject's own mode.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,6 +41,10 @@ impl RecordKey {
 
     pub fn config(subject: Option<&str>) -> Self {
         Self { keytype: CONFIG.into(), subject: subject.map(str::to_owned), version: None }
+    }
+
+    pub fn mode(subject: Option<&str>) -> Self {
+        Self { keytype: MODE.into(), subject: subject.map(str::to_owned), version: None }
     }
 
     pub fn id_counter() -> Self {
@@ -69,6 +75,12 @@ pub struct ConfigRecord {
     pub compatibility_level: String,
 }
 
+/// The value of a `MODE` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeRecord {
+    pub mode: String,
+}
+
 /// The value of the `ID` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdRecord {
@@ -78,6 +90,46 @@ pub struct IdRecord {
 pub const SCHEMA: &str = "SCHEMA";
 pub const CONFIG: &str = "CONFIG";
 pub const ID: &str = "ID";
+pub const MODE: &str = "MODE";
+
+/// What a subject (or the whole registry) lets clients do: Confluent's `/mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessMode {
+    #[default]
+    ReadWrite,
+    ReadOnly,
+    /// Like `READONLY`; set globally it also overrides every subject's own mode.
+    ReadOnlyOverride,
+    /// Registrations carry their id (and version), for migrating from another registry.
+    Import,
+}
+
+impl AccessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::ReadWrite => "READWRITE",
+            AccessMode::ReadOnly => "READONLY",
+            AccessMode::ReadOnlyOverride => "READONLY_OVERRIDE",
+            AccessMode::Import => "IMPORT",
+        }
+    }
+
+    pub fn read_only(self) -> bool {
+        matches!(self, AccessMode::ReadOnly | AccessMode::ReadOnlyOverride)
+    }
+}
+
+impl std::str::FromStr for AccessMode {
+    type Err = ();
+
+    /// Any case, as Confluent's registry takes it.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [AccessMode::ReadWrite, AccessMode::ReadOnly, AccessMode::ReadOnlyOverride, AccessMode::Import]
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
+            .ok_or(())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Version {
@@ -95,6 +147,8 @@ pub struct State {
     subjects: BTreeMap<String, BTreeMap<u32, Version>>,
     global_mode: Option<Mode>,
     subject_modes: HashMap<String, Mode>,
+    global_access: Option<AccessMode>,
+    subject_access: HashMap<String, AccessMode>,
     max_id: u32,
 }
 
@@ -133,6 +187,31 @@ impl State {
                         self.subject_modes.remove(&subject);
                     }
                     (None, mode) => self.global_mode = mode,
+                }
+                Ok(())
+            }
+            (MODE, subject, _) => {
+                let mode = match value {
+                    None => None,
+                    Some(value) => {
+                        let record: ModeRecord =
+                            serde_json::from_slice(value).map_err(|e| format!("unreadable mode record: {e}"))?;
+                        Some(
+                            record
+                                .mode
+                                .parse::<AccessMode>()
+                                .map_err(|()| format!("unknown mode '{}'", record.mode))?,
+                        )
+                    }
+                };
+                match (subject, mode) {
+                    (Some(subject), Some(mode)) => {
+                        self.subject_access.insert(subject, mode);
+                    }
+                    (Some(subject), None) => {
+                        self.subject_access.remove(&subject);
+                    }
+                    (None, mode) => self.global_access = mode,
                 }
                 Ok(())
             }
@@ -188,17 +267,31 @@ impl State {
     /// of the subject already has it, else the record for the next version (reusing the id of
     /// identical content anywhere, else the next unused id).
     pub fn plan_register(&self, subject: &str, schema: &Schema) -> Result<SchemaRecord, SubjectVersion> {
-        if let Some(existing) = self.lookup(subject, schema, false) {
+        self.plan_import(subject, schema, None, None)
+    }
+
+    /// Like [`Self::plan_register`], with the id and version an import gives (`IMPORT` mode).
+    pub fn plan_import(
+        &self,
+        subject: &str,
+        schema: &Schema,
+        id: Option<u32>,
+        version: Option<u32>,
+    ) -> Result<SchemaRecord, SubjectVersion> {
+        if let Some(existing) = self.lookup(subject, schema, false)
+            && id.is_none_or(|id| id == existing.id)
+            && version.is_none_or(|v| v == existing.version)
+        {
             return Err(existing);
         }
         let existing_id = self.ids_by_content.get(&fingerprint(schema)).copied();
         let versions = self.subjects.get(subject);
         // Soft-deleted version numbers are not reused either.
-        let version = versions.and_then(|v| v.keys().next_back()).map_or(1, |v| v + 1);
+        let next = versions.and_then(|v| v.keys().next_back()).map_or(1, |v| v + 1);
         Ok(SchemaRecord {
             subject: subject.to_owned(),
-            version,
-            id: existing_id.unwrap_or(self.max_id + 1),
+            version: version.unwrap_or(next),
+            id: id.or(existing_id).unwrap_or(self.max_id + 1),
             schema: schema.schema.clone(),
             schema_type: schema.schema_type,
             references: schema.references.clone(),
@@ -216,6 +309,37 @@ impl State {
             .filter(|(_, v)| include_deleted || !v.deleted)
             .find(|(_, v)| v.id == id)?;
         self.subject_version(subject, Some(*version), include_deleted)
+    }
+
+    /// The (subject, version) pairs that use schema `id`, by subject then version.
+    pub fn versions_of_id(&self, id: u32, include_deleted: bool) -> Vec<(String, u32)> {
+        self.subjects
+            .iter()
+            .flat_map(|(subject, versions)| {
+                versions
+                    .iter()
+                    .filter(move |(_, v)| v.id == id && (include_deleted || !v.deleted))
+                    .map(move |(n, _)| (subject.clone(), *n))
+            })
+            .collect()
+    }
+
+    /// Whether any subject has a live version.
+    pub fn has_live_subjects(&self) -> bool {
+        self.subjects.values().any(|versions| versions.values().any(|v| !v.deleted))
+    }
+
+    /// The mode that applies to a subject: a global `READONLY_OVERRIDE`, else its own, else the
+    /// global one, else `READWRITE`.
+    pub fn access(&self, subject: Option<&str>) -> AccessMode {
+        if self.global_access == Some(AccessMode::ReadOnlyOverride) {
+            return AccessMode::ReadOnlyOverride;
+        }
+        subject.and_then(|s| self.subject_access.get(s)).copied().or(self.global_access).unwrap_or_default()
+    }
+
+    pub fn subject_access(&self, subject: &str) -> Option<AccessMode> {
+        self.subject_access.get(subject).copied()
     }
 
     pub fn schema(&self, id: u32) -> Option<&Schema> {
