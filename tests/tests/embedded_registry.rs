@@ -126,6 +126,27 @@ async fn confluents_python_client_drives_the_embedded_registry() -> anyhow::Resu
     Ok(())
 }
 
+/// Every endpoint and error case of Confluent's API that Sluice supports, through Confluent's
+/// Python client where it has the call and plain HTTP elsewhere (see the script's checks).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_confluent_endpoint_and_error_case_answers_as_confluents_registry() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let env = replica(&unique_name("_schemas")).await?;
+    let python = sluice_tests::python().await?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/registry_conformance.py");
+    let mut command = std::process::Command::new(python);
+    command.args([script, &env.registry_url]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    env.gateway.stop().await?;
+    Ok(())
+}
+
 /// Sends a request to the registry and returns the status and JSON answer.
 async fn call(
     env: &Env,
