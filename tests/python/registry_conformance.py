@@ -271,6 +271,23 @@ def _():
     assert http("POST", f"/subjects/{subject('plain-json')}/versions", {"schema": '"int"'}, {"Content-Type": "application/json"})[0] == 200
 
 
+@check("JSON Schema: tuple items, prefixItems and boolean subschemas register and evolve")
+def _():
+    s = subject("json-shapes")
+    tuple_v1 = {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}
+    assert client.register_schema(s, Schema(json.dumps(tuple_v1), "JSON")) > 0
+    widened = {"type": "array", "items": [{"type": "string"}, {"type": "number"}]}
+    assert client.register_schema(s, Schema(json.dumps(widened), "JSON")) > 0, "widening a position reads old data"
+    narrowed = {"type": "array", "items": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}
+    refused(lambda: client.register_schema(s, Schema(json.dumps(narrowed), "JSON")), 409, 409, contains="ITEM_ADDED_TO_OPEN_CONTENT_MODEL")
+    p = subject("json-prefix")
+    prefix = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "array", "prefixItems": [{"type": "string"}], "items": False}
+    assert client.register_schema(p, Schema(json.dumps(prefix), "JSON")) > 0
+    b = subject("json-booleans")
+    assert client.register_schema(b, Schema(json.dumps({"type": "object", "properties": {"any": True, "none": False}}), "JSON")) > 0
+    assert client.register_schema(subject("json-true"), Schema("true", "JSON")) > 0
+
+
 @check("modes: READONLY refuses writes, subject modes, defaultToGlobal, DELETE /mode")
 def _():
     s = subject("readonly")

@@ -1,5 +1,10 @@
 //! JSON Schema validation (draft 2020-12, 2019-09, 7, 6 and 4, detected from `$schema`).
 //!
+//! A schema without `$schema` is read as draft 7, as Confluent's registry and serializers read
+//! it (so tuple `items: [...]` means what it meant there), unless it uses a keyword only the
+//! 2019-09/2020-12 drafts have (`prefixItems`, `$defs`, `unevaluatedProperties`, …): then as
+//! 2020-12, which is what its author meant.
+//!
 //! A validator is compiled once per schema id and shared; format assertions (`date-time`,
 //! `email`, …) are enabled because producers rely on them, as Confluent's JSON Schema serializer
 //! does. Remote `$ref`s are not fetched: a schema must be self-contained.
@@ -22,7 +27,15 @@ impl JsonSchemaValidator {
     /// Parses and compiles a JSON Schema given as text.
     pub fn compile(schema_json: &str) -> Result<Self, String> {
         let schema: Value = serde_json::from_str(schema_json).map_err(|e| format!("schema is not JSON: {e}"))?;
-        let validator = jsonschema::options()
+        let mut options = jsonschema::options();
+        if schema.get("$schema").is_none() {
+            options = options.with_draft(if uses_2019_keywords(&schema, 0) {
+                jsonschema::Draft::Draft202012
+            } else {
+                jsonschema::Draft::Draft7
+            });
+        }
+        let validator = options
             .should_validate_formats(true)
             // Patterns come from whoever registers a schema: bound the backtracking regex engine
             // (ECMA-262 patterns need look-around, so the linear-time engine is not enough).
@@ -56,6 +69,31 @@ impl JsonSchemaValidator {
     }
 }
 
+/// Whether a schema uses a keyword that only drafts 2019-09 and later define.
+fn uses_2019_keywords(schema: &Value, depth: usize) -> bool {
+    const KEYWORDS: [&str; 9] = [
+        "prefixItems",
+        "$defs",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "dependentRequired",
+        "dependentSchemas",
+        "$anchor",
+        "$dynamicRef",
+        "$recursiveRef",
+    ];
+    if depth > 64 {
+        return false;
+    }
+    match schema {
+        Value::Object(map) => {
+            map.keys().any(|k| KEYWORDS.contains(&k.as_str())) || map.values().any(|v| uses_2019_keywords(v, depth + 1))
+        }
+        Value::Array(items) => items.iter().any(|v| uses_2019_keywords(v, depth + 1)),
+        _ => false,
+    }
+}
+
 fn push_token(pointer: &mut String, token: &str) {
     pointer.push('/');
     pointer.push_str(&token.replace('~', "~0").replace('/', "~1"));
@@ -66,6 +104,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn without_schema_a_schema_is_draft_7_unless_it_uses_newer_keywords() {
+        let tuple =
+            JsonSchemaValidator::compile(r#"{"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}"#)
+                .expect("tuple items are draft 7");
+        assert!(tuple.validate(&json!(["a", 1])).is_ok());
+        assert_eq!(tuple.validate(&json!(["a", "b"])).unwrap_err().pointer, "/1");
+        let prefix =
+            JsonSchemaValidator::compile(r#"{"type": "array", "prefixItems": [{"type": "string"}], "items": false}"#)
+                .expect("prefixItems are 2020-12");
+        assert!(prefix.validate(&json!(["a"])).is_ok());
+        assert!(prefix.validate(&json!([1])).is_err() && prefix.validate(&json!(["a", "b"])).is_err());
+        let booleans = JsonSchemaValidator::compile(r#"{"properties": {"anything": true, "nothing": false}}"#).unwrap();
+        assert!(booleans.validate(&json!({"anything": [1]})).is_ok());
+        assert_eq!(booleans.validate(&json!({"nothing": 1})).unwrap_err().pointer, "/nothing");
+        assert!(JsonSchemaValidator::compile("true").unwrap().validate(&json!({"x": 1})).is_ok());
+    }
 
     fn schema(draft: &str) -> JsonSchemaValidator {
         JsonSchemaValidator::compile(

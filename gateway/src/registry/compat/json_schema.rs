@@ -116,7 +116,13 @@ impl<'a> Checker<'a> {
             self.report("TYPE_NARROWED", &at, "the reader accepts nothing here".into());
             return;
         }
-        let (Some(r), Some(w)) = (reader.as_object(), writer.as_object()) else { return };
+        // `true` is the schema that accepts anything: `{}`.
+        let anything = Map::new();
+        let as_map = |schema: &'b Value| match schema {
+            Value::Bool(true) => Some(&anything),
+            other => other.as_object(),
+        };
+        let (Some(r), Some(w)) = (as_map(reader), as_map(writer)) else { return };
 
         if self.combinators(reader, writer, r, w, &at) {
             return;
@@ -138,7 +144,7 @@ impl<'a> Checker<'a> {
         w: &Map<String, Value>,
         at: &str,
     ) -> bool {
-        for key in ["allOf", "not", "if", "then", "else", "dependentSchemas", "patternProperties"] {
+        for key in ["allOf", "if", "then", "else", "dependentSchemas"] {
             if r.get(key) != w.get(key) && r.get(key).is_some() {
                 self.report(
                     "COMBINED_TYPE_SUBSCHEMAS_CHANGED",
@@ -146,6 +152,21 @@ impl<'a> Checker<'a> {
                     format!("'{key}' was added or changed; Sluice only accepts it unchanged"),
                 );
             }
+        }
+        // `not`: the reader may forbid only what the writer forbade, so the writer's `not` must
+        // accept everything the reader's does.
+        match (r.get("not"), w.get("not")) {
+            (Some(reader_not), Some(writer_not)) if !self.reads(writer_not, reader_not) => self.report(
+                "NOT_TYPE_EXTENDED",
+                &format!("{at}/not"),
+                "the reader's 'not' forbids values the writer's allowed".into(),
+            ),
+            (Some(reader_not), None) if !rejects_everything(reader_not) => self.report(
+                "NOT_TYPE_EXTENDED",
+                &format!("{at}/not"),
+                "the reader added a 'not' that forbids values the writer allowed".into(),
+            ),
+            _ => {}
         }
         match (branches(r), branches(w)) {
             (None, None) => false,
@@ -323,26 +344,42 @@ impl<'a> Checker<'a> {
         }
         let reader_extra = r.get("additionalProperties");
         let writer_extra = w.get("additionalProperties");
+        let (reader_patterns, writer_patterns) = (patterns(r), patterns(w));
         for (name, writer_schema) in writer_props {
-            match reader_props.get(name) {
-                Some(reader_schema) => {
-                    self.compare(reader_schema, writer_schema, format!("{at}/properties/{}", escape(name)))
+            if let Some(reader_schema) = reader_props.get(name) {
+                self.compare(reader_schema, writer_schema, format!("{at}/properties/{}", escape(name)));
+                continue;
+            }
+            // Not declared by the reader: its patterns, else its additional properties, read it.
+            let covering: Vec<(&str, &Value)> = covering(&reader_patterns, name);
+            if !covering.is_empty() {
+                for (pattern, reader_schema) in covering {
+                    self.compare(reader_schema, writer_schema, format!("{at}/patternProperties/{}", escape(pattern)));
                 }
-                None => match reader_extra {
-                    Some(Value::Bool(false)) => self.report(
-                        "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
-                        &format!("{at}/properties"),
-                        format!("property '{name}' was removed from a closed content model"),
-                    ),
-                    Some(extra @ Value::Object(_)) => {
-                        self.compare(extra, writer_schema, format!("{at}/additionalProperties"))
-                    }
-                    _ => {}
-                },
+                continue;
+            }
+            match reader_extra {
+                Some(Value::Bool(false)) => self.report(
+                    "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+                    &format!("{at}/properties"),
+                    format!("property '{name}' was removed from a closed content model"),
+                ),
+                Some(extra @ Value::Object(_)) => {
+                    self.compare(extra, writer_schema, format!("{at}/additionalProperties"))
+                }
+                _ => {}
             }
         }
         for (name, reader_schema) in reader_props {
             if writer_props.contains_key(name) || accepts_anything(reader_schema) {
+                continue;
+            }
+            // The writer's patterns said what a property of this name held.
+            let covering: Vec<(&str, &Value)> = covering(&writer_patterns, name);
+            if !covering.is_empty() {
+                for (_, writer_schema) in covering {
+                    self.compare(reader_schema, writer_schema, format!("{at}/properties/{}", escape(name)));
+                }
                 continue;
             }
             match writer_extra {
@@ -357,6 +394,23 @@ impl<'a> Checker<'a> {
                         "property '{name}' was added, but the writer's open content model allowed any value for it"
                     ),
                 ),
+            }
+        }
+        for (pattern, reader_schema) in &reader_patterns {
+            let at = format!("{at}/patternProperties/{}", escape(pattern));
+            match writer_patterns.iter().find(|(p, _)| p == pattern) {
+                Some((_, writer_schema)) => self.compare(reader_schema, writer_schema, at),
+                // Names the writer left to its additional properties (open: anything).
+                None => match writer_extra {
+                    Some(Value::Bool(false)) => {}
+                    Some(extra @ Value::Object(_)) => self.compare(reader_schema, extra, at),
+                    _ if accepts_anything(reader_schema) => {}
+                    _ => self.report(
+                        "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                        &at,
+                        format!("properties matching '{pattern}' were open to any value for the writer"),
+                    ),
+                },
             }
         }
         match (reader_extra, writer_extra) {
@@ -378,21 +432,76 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Arrays as tuples: positional schemas (`prefixItems`, or draft ≤ 2019-09's `items: [...]`,
+    /// both compared at `/items/<i>` as Confluent does) and one schema for every later item.
     fn arrays(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, at: &str) {
-        if let Some(reader_items) = r.get("items") {
-            match w.get("items") {
-                Some(writer_items) => self.compare(reader_items, writer_items, format!("{at}/items")),
-                None if !accepts_anything(reader_items) => self.report(
-                    "ITEMS_NARROWED",
-                    &format!("{at}/items"),
-                    "the reader restricts array items the writer left open".into(),
-                ),
-                None => {}
+        let (reader, writer) = (ArrayShape::of(r), ArrayShape::of(w));
+        let open = Value::Bool(true);
+        for i in 0..reader.positions.len().max(writer.positions.len()) {
+            let reader_item = reader.item(i).unwrap_or(&open);
+            let writer_item = writer.item(i).unwrap_or(&open);
+            if i >= writer.positions.len() && writer.rest.is_none() && !accepts_anything(reader_item) {
+                self.report(
+                    "ITEM_ADDED_TO_OPEN_CONTENT_MODEL",
+                    &format!("{at}/items/{i}"),
+                    format!("item {i} was open to any value for the writer"),
+                );
+                continue;
             }
+            if i >= reader.positions.len()
+                && reader.rest.is_some_and(rejects_everything)
+                && !rejects_everything(writer_item)
+            {
+                self.report(
+                    "ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+                    &format!("{at}/items/{i}"),
+                    format!("the reader takes no item {i}, which the writer could write"),
+                );
+                continue;
+            }
+            self.compare(reader_item, writer_item, format!("{at}/items/{i}"));
+        }
+        let rest_at = format!("{at}/{}", reader.rest_key);
+        match (reader.rest, writer.rest) {
+            (None, _) => {}
+            (Some(reader_rest), None) if !accepts_anything(reader_rest) => {
+                let kind = if reader.positions.is_empty() { "ITEMS_NARROWED" } else { "ADDITIONAL_ITEMS_NARROWED" };
+                self.report(kind, &rest_at, "the reader restricts array items the writer left open".into());
+            }
+            (Some(_), None) => {}
+            (Some(reader_rest), Some(writer_rest)) => self.compare(reader_rest, writer_rest, rest_at),
         }
         if r.get("uniqueItems") == Some(&Value::Bool(true)) && w.get("uniqueItems") != Some(&Value::Bool(true)) {
             self.report("UNIQUE_ITEMS_ADDED", &format!("{at}/uniqueItems"), "the reader requires unique items".into());
         }
+    }
+}
+
+/// What an array schema says about its items.
+struct ArrayShape<'v> {
+    /// Schemas of the first items, by position.
+    positions: Vec<&'v Value>,
+    /// The schema of every other item; `None` when any value is allowed.
+    rest: Option<&'v Value>,
+    /// The keyword `rest` came from, for locations.
+    rest_key: &'static str,
+}
+
+impl<'v> ArrayShape<'v> {
+    fn of(schema: &'v Map<String, Value>) -> Self {
+        match (schema.get("prefixItems").and_then(Value::as_array), schema.get("items")) {
+            (Some(prefix), items) => Self { positions: prefix.iter().collect(), rest: items, rest_key: "items" },
+            (None, Some(Value::Array(tuple))) => Self {
+                positions: tuple.iter().collect(),
+                rest: schema.get("additionalItems"),
+                rest_key: "additionalItems",
+            },
+            (None, items) => Self { positions: Vec::new(), rest: items, rest_key: "items" },
+        }
+    }
+
+    fn item(&self, i: usize) -> Option<&'v Value> {
+        self.positions.get(i).copied().or(self.rest)
     }
 }
 
@@ -402,6 +511,27 @@ fn branches(schema: &Map<String, Value>) -> Option<(&Vec<Value>, bool)> {
         Some(any) => Some((any, true)),
         None => schema.get("oneOf").and_then(Value::as_array).map(|one| (one, false)),
     }
+}
+
+/// A schema's `patternProperties`: (pattern, schema) pairs.
+fn patterns(schema: &Map<String, Value>) -> Vec<(&str, &Value)> {
+    schema
+        .get("patternProperties")
+        .and_then(Value::as_object)
+        .map(|map| map.iter().map(|(pattern, schema)| (pattern.as_str(), schema)).collect())
+        .unwrap_or_default()
+}
+
+/// The patterns that match a property name. A pattern this engine cannot compile (ECMA-262
+/// look-around, or larger than 1 MiB compiled) matches nothing.
+fn covering<'v>(patterns: &[(&'v str, &'v Value)], name: &str) -> Vec<(&'v str, &'v Value)> {
+    patterns
+        .iter()
+        .filter(|(pattern, _)| {
+            regex::RegexBuilder::new(pattern).size_limit(1 << 20).build().is_ok_and(|re| re.is_match(name))
+        })
+        .copied()
+        .collect()
 }
 
 fn contains_ref(schema: &Value) -> bool {

@@ -699,6 +699,77 @@ fn json_schema_cases() -> Vec<Case> {
             Ok,
         ),
         case(
+            "tuple items: widen a position",
+            json!({"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}),
+            json!({"type": "array", "items": [{"type": "string"}, {"type": "number"}]}),
+            Ok,
+            At("TYPE_NARROWED", "/items/1/type"),
+        ),
+        case(
+            "tuple items: add a position the writer left open",
+            json!({"type": "array", "items": [{"type": "string"}]}),
+            json!({"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}),
+            At("ITEM_ADDED_TO_OPEN_CONTENT_MODEL", "/items/1"),
+            Ok,
+        ),
+        case(
+            "tuple items: close the items after the tuple",
+            json!({"type": "array", "items": [{"type": "string"}]}),
+            json!({"type": "array", "items": [{"type": "string"}], "additionalItems": false}),
+            At("ADDITIONAL_ITEMS_NARROWED", "/additionalItems"),
+            Ok,
+        ),
+        case(
+            "prefixItems: narrow a position",
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "array", "prefixItems": [{"type": "number"}]}),
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "array", "prefixItems": [{"type": "integer"}]}),
+            At("TYPE_NARROWED", "/items/0/type"),
+            Ok,
+        ),
+        case(
+            "boolean subschema: a property that took anything now takes strings",
+            object(json!({"x": true}), &[], true),
+            object(json!({"x": {"type": "string"}}), &[], true),
+            At("TYPE_NARROWED", "/properties/x/type"),
+            Ok,
+        ),
+        case(
+            "boolean subschema: a property that took nothing now takes strings",
+            object(json!({"x": false}), &[], true),
+            object(json!({"x": {"type": "string"}}), &[], true),
+            Ok,
+            No("TYPE_NARROWED"),
+        ),
+        case("boolean root: true becomes an object", json!(true), json!({"type": "object"}), No("TYPE_NARROWED"), Ok),
+        case(
+            "not: forbid less",
+            json!({"not": {"type": ["string", "null"]}}),
+            json!({"not": {"type": "string"}}),
+            Ok,
+            At("NOT_TYPE_EXTENDED", "/not"),
+        ),
+        case(
+            "patternProperties: a declared property the pattern covered",
+            json!({"type": "object", "patternProperties": {"^s_": {"type": "string"}}, "additionalProperties": false}),
+            json!({"type": "object", "properties": {"s_name": {"type": "string"}}, "patternProperties": {"^s_": {"type": "string"}}, "additionalProperties": false}),
+            Ok,
+            Ok,
+        ),
+        case(
+            "patternProperties: narrow the pattern's schema",
+            json!({"type": "object", "patternProperties": {"^n_": {"type": "number"}}}),
+            json!({"type": "object", "patternProperties": {"^n_": {"type": "integer"}}}),
+            At("TYPE_NARROWED", "/patternProperties/^n_/type"),
+            Ok,
+        ),
+        case(
+            "propertyNames: not compared, as Confluent's rules do not",
+            json!({"type": "object"}),
+            json!({"type": "object", "propertyNames": {"maxLength": 3}}),
+            Ok,
+            Ok,
+        ),
+        case(
             "draft-07 definitions widen",
             json!({"$schema": "http://json-schema.org/draft-07/schema#", "definitions": {"n": {"type": "integer"}}, "properties": {"n": {"$ref": "#/definitions/n"}}}),
             json!({"$schema": "http://json-schema.org/draft-07/schema#", "definitions": {"n": {"type": "number"}}, "properties": {"n": {"$ref": "#/definitions/n"}}}),
@@ -723,12 +794,42 @@ async fn json_schema_cases_agree_with_apicurios_checker() {
     let _deadline = sluice_tests::deadline();
     // Where Apicurio 3.0.9 departs from Confluent's own rules, we follow Confluent's; each such
     // case must still be a disagreement, so a change on either side shows here.
-    let known = [(
-        "open model: add a property that accepts anything",
-        "BACKWARD",
-        "Confluent's JSON Schema diff lists PROPERTY_WITH_EMPTY_SCHEMA_ADDED_TO_OPEN_CONTENT_MODEL as compatible; \
-         Apicurio refuses even an added {}",
-    )];
+    let known = [
+        (
+            "open model: add a property that accepts anything",
+            "BACKWARD",
+            "Confluent's JSON Schema diff lists PROPERTY_WITH_EMPTY_SCHEMA_ADDED_TO_OPEN_CONTENT_MODEL as compatible; \
+             Apicurio refuses even an added {}",
+        ),
+        (
+            "prefixItems: narrow a position",
+            "BACKWARD",
+            "Apicurio reads drafts 4 to 7 only, where prefixItems means nothing; Confluent compares it at /items/<i>",
+        ),
+        (
+            "boolean root: true becomes an object",
+            "BACKWARD",
+            "Confluent's diff calls true → {\"type\": ...} TYPE_CHANGED (a TrueSchema is an EmptySchema); Apicurio's \
+             port lets it pass",
+        ),
+        (
+            "not: forbid less",
+            "BACKWARD",
+            "Confluent compares 'not' reversed (the old 'not' must read the new one: NOT_TYPE_NARROWED, compatible); \
+             Apicurio's port compares it forwards",
+        ),
+        (
+            "patternProperties: a declared property the pattern covered",
+            "FORWARD",
+            "Confluent judges a property the other side's pattern covers against that pattern \
+             (PROPERTY_REMOVED_IS_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL, compatible); Apicurio refuses it",
+        ),
+        (
+            "propertyNames: not compared, as Confluent's rules do not",
+            "BACKWARD",
+            "Confluent's ObjectSchemaDiff never reads propertyNames; Apicurio's port refuses an added one",
+        ),
+    ];
     let disagreements = apicurio_disagreements("JSON", json_schema_cases()).await;
     let mut unexpected = Vec::new();
     for (case, level, why) in known {
