@@ -231,6 +231,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         Registry::Embedded(
             EmbeddedRegistry::start(&config.kafka, &config.registry.topic)
                 .await
+                .map(|registry| registry.strict_avro_defaults(config.registry.strict_avro_defaults))
                 .context("cannot start the embedded schema registry")?,
         )
     } else {

@@ -229,6 +229,15 @@ def _():
     user_id = client.register_schema(user, Schema(json.dumps(avro([{"name": "currency", "type": "dev.sluice.conformance.Currency"}], "Priced")), "AVRO",
                                                   [SchemaReference("dev.sluice.conformance.Currency", base, 1)]))
     assert client.get_referenced_by(base, 1) == [user_id]
+    widened = Schema(json.dumps(avro([{"name": "currency", "type": "dev.sluice.conformance.Currency"},
+                                      {"name": "note", "type": "string", "default": ""}], "Priced")), "AVRO",
+                     [SchemaReference("dev.sluice.conformance.Currency", base, 1)])
+    assert client.test_compatibility(user, widened) is True, "references are resolved when checking"
+    status, _, body = http("POST", f"/compatibility/subjects/{user}/versions?verbose=true", widened.to_dict())
+    assert body == {"is_compatible": True, "messages": []}, body
+    assert client.register_schema(user, widened) > user_id
+    renamed = Schema(json.dumps(avro([{"name": "currency", "type": "string"}], "Priced")), "AVRO")
+    assert client.test_compatibility(user, renamed) is False, "an enum read as a string is not compatible"
     refused(lambda: client.delete_version(base, 1), 422, 42206,
             f"One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={base},version=1}}.")
 

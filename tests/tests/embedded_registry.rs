@@ -299,3 +299,28 @@ async fn avro_references_across_subjects_register_produce_and_decode() -> anyhow
     env.gateway.stop().await?;
     Ok(())
 }
+
+/// A union default of a later branch registers (as Avro 1.12 and Confluent 8.2 accept it) unless
+/// `registry.strict_avro_defaults` asks for Avro 1.11's first-branch rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn union_defaults_of_any_branch_register_unless_strict_defaults_are_asked_for() -> anyhow::Result<()> {
+    use sluice::registry::embedded::EmbeddedRegistry;
+    use sluice::registry::{RegistryError, Schema};
+    let _deadline = sluice_tests::deadline();
+    let text = format!("[kafka]\nbootstrap_servers = \"{}\"\n", Kafka::shared().bootstrap_servers());
+    let kafka = sluice::config::load_str(&text, |_| None).map_err(|p| anyhow::anyhow!("{p:?}"))?.kafka;
+    let schema = Schema::new(
+        sluice::codec::SchemaType::Avro,
+        r#"{"type": "record", "name": "Visit", "fields": [{"name": "channel", "type": ["null", "string"], "default": "web"}]}"#,
+    );
+    let lenient = EmbeddedRegistry::start(&kafka, &unique_name("_schemas")).await?;
+    assert!(lenient.register("visits-value", schema.clone()).await? > 0);
+    let strict = EmbeddedRegistry::start(&kafka, &unique_name("_schemas")).await?.strict_avro_defaults(true);
+    match strict.register("visits-value", schema).await {
+        Err(RegistryError::InvalidSchema(why)) => {
+            assert!(why.contains("'channel'") && why.contains("/fields/0"), "{why}")
+        }
+        other => panic!("strict defaults registered it: {other:?}"),
+    }
+    Ok(())
+}

@@ -638,6 +638,10 @@ pub struct RegistryConfig {
     pub auth: Option<RegistryAuth>,
     /// The compacted topic holding the embedded registry's schemas. Default `_sluice_schemas`.
     pub topic: String,
+    /// Embedded registry: refuse a new Avro schema whose union default is not a value of the
+    /// union's first branch (Avro ≤ 1.11's rule, Confluent's before 8.2). Default false: a
+    /// default of any branch is accepted, as Avro 1.12 and Confluent 8.2 accept it.
+    pub strict_avro_defaults: bool,
 }
 
 impl Default for RegistryConfig {
@@ -648,6 +652,7 @@ impl Default for RegistryConfig {
             timeout_ms: 5_000,
             auth: None,
             topic: "_sluice_schemas".into(),
+            strict_avro_defaults: false,
         }
     }
 }

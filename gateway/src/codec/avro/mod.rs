@@ -210,6 +210,63 @@ pub fn parse_schema(text: &str, references: &[String]) -> Result<(Schema, Vec<Sc
     }
 }
 
+/// Avro ≤ 1.11's rule, which Confluent's registry applied before 8.2: a union's default must be a
+/// value of its first branch. Sluice accepts a default of any branch (as Avro 1.12 and Confluent
+/// 8.2 do); `registry.strict_avro_defaults` asks for this older, stricter check. The error names
+/// the field by its JSON pointer into the schema.
+pub fn check_union_defaults_on_first_branch(text: &str) -> Result<(), String> {
+    fn kind_matches(branch: &serde_json::Value, default: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        let name = match branch {
+            V::String(name) => name.as_str(),
+            V::Object(map) => map.get("type").and_then(V::as_str).unwrap_or_default(),
+            _ => return true,
+        };
+        match name {
+            "null" => default.is_null(),
+            "boolean" => default.is_boolean(),
+            "int" | "long" => default.is_i64() || default.is_u64(),
+            "float" | "double" => default.is_number(),
+            "string" | "bytes" | "enum" | "fixed" => default.is_string(),
+            "array" => default.is_array(),
+            "map" | "record" | "error" => default.is_object(),
+            // A named type defined elsewhere: its kind is not known here.
+            _ => !default.is_null(),
+        }
+    }
+    fn walk(value: &serde_json::Value, pointer: &str, depth: usize) -> Result<(), String> {
+        if depth > 256 {
+            return Ok(());
+        }
+        match value {
+            serde_json::Value::Object(map) => {
+                if let (Some(serde_json::Value::Array(branches)), Some(default)) = (map.get("type"), map.get("default"))
+                    && let Some(first) = branches.first()
+                    && !kind_matches(first, default)
+                {
+                    let name = map.get("name").and_then(serde_json::Value::as_str).unwrap_or_default();
+                    return Err(format!(
+                        "the default of field '{name}' (at {pointer}) is not a value of its union's first branch {first}; \
+                         registry.strict_avro_defaults asks for that"
+                    ));
+                }
+                for (key, child) in map {
+                    walk(child, &format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1")), depth + 1)?;
+                }
+                Ok(())
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().enumerate().try_for_each(|(i, child)| walk(child, &format!("{pointer}/{i}"), depth + 1))
+            }
+            _ => Ok(()),
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(schema) => walk(&schema, "", 0),
+        Err(_) => Ok(()),
+    }
+}
+
 fn check_fixed_size(size: usize) -> Result<usize, CompileError> {
     if size <= MAX_FIXED_SIZE {
         Ok(size)
@@ -441,13 +498,24 @@ impl<'a> Encoder<'a> {
         ))
     }
 
-    /// Avro defaults for unions always describe the first branch.
+    /// A union's default describes its first branch (Avro ≤ 1.11) or, since Avro 1.12 and as
+    /// Confluent's registry accepts it, any branch: the first branch it is a value of.
     fn encode_default(&self, id: NodeId, value: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match &self.nodes[id] {
             Node::Union(branches) => {
-                let first = *branches.first().ok_or_else(|| EncodeError::new("empty union has no default"))?;
-                write_long(out, 0);
-                self.encode(first, value, out)
+                let mut last_error = EncodeError::new("empty union has no default");
+                for (index, branch) in branches.iter().enumerate() {
+                    let start = out.len();
+                    write_long(out, i64::try_from(index).unwrap_or(i64::MAX));
+                    match self.encode(*branch, value, out) {
+                        Ok(()) => return Ok(()),
+                        Err(error) => {
+                            out.truncate(start);
+                            last_error = error;
+                        }
+                    }
+                }
+                Err(last_error)
             }
             _ => self.encode(id, value, out),
         }
@@ -970,6 +1038,20 @@ mod tests {
             {"name": "attrs", "type": {"type": "map", "values": "string"}, "default": {}}
         ]
     }"#;
+
+    #[test]
+    fn a_union_default_of_a_later_branch_is_accepted_and_encoded_in_that_branch() {
+        let schema = r#"{"type": "record", "name": "R", "fields": [
+            {"name": "channel", "type": ["null", "string"], "default": "web"}]}"#;
+        let bytes = encode(schema, json!({})).expect("the default fills the missing field");
+        assert_eq!(
+            decode(schema, &bytes),
+            Avro::Record(vec![("channel".into(), Avro::Union(1, Box::new(Avro::String("web".into()))))])
+        );
+        let error = check_union_defaults_on_first_branch(schema).unwrap_err();
+        assert!(error.contains("'channel'") && error.contains("/fields/0"), "{error}");
+        assert!(check_union_defaults_on_first_branch(ORDER).is_ok(), "null defaults of [null, …] unions pass");
+    }
 
     #[test]
     fn encodes_a_nested_record_that_apache_avro_decodes() {

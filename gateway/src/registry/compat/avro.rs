@@ -34,8 +34,22 @@ pub struct Incompatibility {
 }
 
 /// Everything that stops `reader` from reading data written with `writer`.
-pub(crate) fn check(reader: &Schema, writer: &Schema, budget: &super::Budget) -> Vec<Incompatibility> {
-    let (reader_names, writer_names) = (names(reader), names(writer));
+/// `reader` and `writer` come with the schemas their references name, whose named types they
+/// may use.
+pub(crate) fn check(
+    (reader, reader_refs): (&Schema, &[Schema]),
+    (writer, writer_refs): (&Schema, &[Schema]),
+    budget: &super::Budget,
+) -> Vec<Incompatibility> {
+    fn names_of<'s>(schema: &'s Schema, refs: &'s [Schema]) -> HashMap<String, &'s Schema> {
+        let mut all = HashMap::new();
+        for referenced in refs {
+            all.extend(names(referenced));
+        }
+        all.extend(names(schema));
+        all
+    }
+    let (reader_names, writer_names) = (names_of(reader, reader_refs), names_of(writer, writer_refs));
     let memo = std::cell::RefCell::default();
     let mut checker = Checker {
         reader_names: &reader_names,

@@ -31,6 +31,7 @@ use super::avro::Incompatibility;
 /// Everything that stops `reader` from accepting documents valid under `writer`.
 pub(crate) fn check(reader: &Value, writer: &Value, budget: &super::Budget) -> Vec<Incompatibility> {
     let memo = std::cell::RefCell::default();
+    let regexes = std::cell::RefCell::default();
     let mut checker = Checker {
         reader_root: reader,
         writer_root: writer,
@@ -39,6 +40,7 @@ pub(crate) fn check(reader: &Value, writer: &Value, budget: &super::Budget) -> V
         seen: HashSet::new(),
         budget,
         memo: &memo,
+        regexes: &regexes,
         depth: 0,
     };
     checker.compare(reader, writer, String::new());
@@ -56,8 +58,14 @@ struct Checker<'a> {
     /// Whether a reader (sub)schema accepts a writer's, by their addresses: `anyOf` branches are
     /// tried again and again, which nested `anyOf`s would make exponential.
     memo: &'a std::cell::RefCell<std::collections::HashMap<(usize, usize), bool>>,
+    /// `patternProperties` patterns compiled once per comparison (`None`: not compilable here).
+    regexes: &'a std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>>,
     depth: usize,
 }
+
+/// Distinct `patternProperties` patterns one comparison compiles; beyond, it refuses rather than
+/// guess (each compilation may take up to its 1 MiB size limit).
+const MAX_PATTERNS: usize = 256;
 
 const TYPES: [&str; 7] = ["null", "boolean", "object", "array", "number", "string", "integer"];
 
@@ -210,6 +218,31 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The patterns that match a property name. A pattern this engine cannot compile (ECMA-262
+    /// look-around, or larger than 1 MiB compiled) matches nothing. Each match is a step of the
+    /// comparison's budget, and each pattern is compiled once, so many patterns against many
+    /// names end within the budget too.
+    fn covering<'v>(&self, patterns: &[(&'v str, &'v Value)], name: &str) -> Vec<(&'v str, &'v Value)> {
+        let mut found = Vec::new();
+        for (pattern, schema) in patterns {
+            if !self.budget.step(self.depth) {
+                break;
+            }
+            let mut regexes = self.regexes.borrow_mut();
+            if regexes.len() >= MAX_PATTERNS && !regexes.contains_key(*pattern) {
+                self.budget.give_up();
+                break;
+            }
+            let regex = regexes
+                .entry((*pattern).to_owned())
+                .or_insert_with(|| regex::RegexBuilder::new(pattern).size_limit(1 << 20).build().ok());
+            if regex.as_ref().is_some_and(|re| re.is_match(name)) {
+                found.push((*pattern, *schema));
+            }
+        }
+        found
+    }
+
     /// Whether `reader` accepts everything `writer` does, without reporting.
     fn reads(&self, reader: &Value, writer: &Value) -> bool {
         let key = (std::ptr::from_ref(reader) as usize, std::ptr::from_ref(writer) as usize);
@@ -224,6 +257,7 @@ impl<'a> Checker<'a> {
             seen: self.seen.clone(),
             budget: self.budget,
             memo: self.memo,
+            regexes: self.regexes,
             depth: self.depth,
         };
         probe.compare(reader, writer, String::new());
@@ -351,7 +385,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             // Not declared by the reader: its patterns, else its additional properties, read it.
-            let covering: Vec<(&str, &Value)> = covering(&reader_patterns, name);
+            let covering: Vec<(&str, &Value)> = self.covering(&reader_patterns, name);
             if !covering.is_empty() {
                 for (pattern, reader_schema) in covering {
                     self.compare(reader_schema, writer_schema, format!("{at}/patternProperties/{}", escape(pattern)));
@@ -375,7 +409,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             // The writer's patterns said what a property of this name held.
-            let covering: Vec<(&str, &Value)> = covering(&writer_patterns, name);
+            let covering: Vec<(&str, &Value)> = self.covering(&writer_patterns, name);
             if !covering.is_empty() {
                 for (_, writer_schema) in covering {
                     self.compare(reader_schema, writer_schema, format!("{at}/properties/{}", escape(name)));
@@ -520,18 +554,6 @@ fn patterns(schema: &Map<String, Value>) -> Vec<(&str, &Value)> {
         .and_then(Value::as_object)
         .map(|map| map.iter().map(|(pattern, schema)| (pattern.as_str(), schema)).collect())
         .unwrap_or_default()
-}
-
-/// The patterns that match a property name. A pattern this engine cannot compile (ECMA-262
-/// look-around, or larger than 1 MiB compiled) matches nothing.
-fn covering<'v>(patterns: &[(&'v str, &'v Value)], name: &str) -> Vec<(&'v str, &'v Value)> {
-    patterns
-        .iter()
-        .filter(|(pattern, _)| {
-            regex::RegexBuilder::new(pattern).size_limit(1 << 20).build().is_ok_and(|re| re.is_match(name))
-        })
-        .copied()
-        .collect()
 }
 
 fn contains_ref(schema: &Value) -> bool {

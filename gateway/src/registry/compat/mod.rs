@@ -87,7 +87,8 @@ impl FromStr for Mode {
 /// A schema parsed for comparison.
 #[derive(Debug, Clone)]
 pub enum Parsed {
-    Avro(apache_avro::Schema),
+    /// The schema, and the named types it takes from its references.
+    Avro(apache_avro::Schema, Vec<apache_avro::Schema>),
     Json(Value),
 }
 
@@ -97,7 +98,7 @@ impl Parsed {
     pub fn parse(schema_type: SchemaType, text: &str, references: &[String]) -> Result<Self, String> {
         match schema_type {
             SchemaType::Avro => crate::codec::avro::parse_schema(text, references)
-                .map(|(schema, _)| Parsed::Avro(schema))
+                .map(|(schema, referenced)| Parsed::Avro(schema, referenced))
                 .map_err(|e| format!("invalid Avro schema: {e}")),
             SchemaType::Json => {
                 serde_json::from_str(text).map(Parsed::Json).map_err(|e| format!("schema is not JSON: {e}"))
@@ -159,7 +160,7 @@ pub fn check(mode: Mode, new: &Parsed, earlier: &[(u32, Parsed)]) -> Vec<Finding
 pub fn pair(reader: &Parsed, writer: &Parsed) -> Vec<Incompatibility> {
     let budget = Budget::default();
     let mut found = match (reader, writer) {
-        (Parsed::Avro(r), Parsed::Avro(w)) => avro::check(r, w, &budget),
+        (Parsed::Avro(r, r_refs), Parsed::Avro(w, w_refs)) => avro::check((r, r_refs), (w, w_refs), &budget),
         (Parsed::Json(r), Parsed::Json(w)) => json_schema::check(r, w, &budget),
         _ => vec![Incompatibility {
             kind: "SCHEMA_TYPE_CHANGED",
@@ -203,6 +204,11 @@ impl Budget {
             self.exceeded.set(true);
         }
         !self.exceeded.get()
+    }
+
+    /// Stops the comparison: something else about it is too large.
+    pub(crate) fn give_up(&self) {
+        self.exceeded.set(true);
     }
 
     pub(crate) fn exceeded(&self) -> bool {

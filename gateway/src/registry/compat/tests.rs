@@ -920,4 +920,24 @@ fn hostile_json_schemas_end_within_the_budget() {
     let recursive = json!({"type": "object", "properties": {"next": {"$ref": "#"}, "v": {"type": "string"}}});
     let findings = super::pair(&parse(SchemaType::Json, &recursive), &parse(SchemaType::Json, &recursive));
     assert!(findings.is_empty(), "{findings:?}");
+
+    // Thousands of patterns against thousands of properties: each pattern compiles once, a few
+    // hundred at most, and every match is a step of the budget.
+    let patterned = |n: usize| {
+        let patterns: serde_json::Map<String, Value> =
+            (0..n).map(|i| (format!("^p{i}_[a-z]+$"), json!({"type": "string"}))).collect();
+        let properties: serde_json::Map<String, Value> =
+            (0..n).map(|i| (format!("p{i}_x"), json!({"type": "string"}))).collect();
+        json!({"type": "object", "patternProperties": patterns, "properties": properties, "additionalProperties": false})
+    };
+    let findings = super::pair(
+        &parse(
+            SchemaType::Json,
+            &json!({"type": "object", "patternProperties": patterned(3_000)["patternProperties"].clone(), "additionalProperties": false}),
+        ),
+        &parse(SchemaType::Json, &patterned(3_000)),
+    );
+    assert!(findings.iter().any(|f| f.kind == "COMPARISON_LIMIT_EXCEEDED"), "{findings:?}");
+    let few = super::pair(&parse(SchemaType::Json, &patterned(20)), &parse(SchemaType::Json, &patterned(20)));
+    assert!(few.is_empty(), "{few:?}");
 }

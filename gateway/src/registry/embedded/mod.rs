@@ -9,7 +9,7 @@ use std::sync::RwLockReadGuard;
 
 use self::state::{AccessMode, ConfigRecord, IdRecord, ModeRecord, RecordKey, SchemaRecord, State, fingerprint};
 use super::types::{RegistryError, Schema, SubjectVersion, VersionSpec};
-use crate::codec::Codec;
+use crate::codec::{Codec, SchemaType};
 use crate::config::KafkaConfig;
 use crate::kafka::client_config;
 use crate::kafka::log::{self, CompactedLog, Fold, LogError, Outcome, Plan};
@@ -31,6 +31,8 @@ impl From<LogError> for RegistryError {
 #[derive(Debug)]
 pub struct EmbeddedRegistry {
     log: CompactedLog<State>,
+    /// `registry.strict_avro_defaults`.
+    strict_avro_defaults: bool,
 }
 
 impl EmbeddedRegistry {
@@ -39,7 +41,22 @@ impl EmbeddedRegistry {
         let log = CompactedLog::<State>::start(&client_config(kafka), topic).await?;
         let subjects = log.read().subjects(false).len();
         tracing::info!(topic, subjects, "embedded schema registry loaded");
-        Ok(std::sync::Arc::new(Self { log }))
+        Ok(std::sync::Arc::new(Self { log, strict_avro_defaults: false }))
+    }
+
+    /// With `strict`, new Avro schemas must give each union's default in its first branch.
+    #[must_use]
+    pub fn strict_avro_defaults(self: std::sync::Arc<Self>, strict: bool) -> std::sync::Arc<Self> {
+        if !strict {
+            return self;
+        }
+        match std::sync::Arc::try_unwrap(self) {
+            Ok(mut registry) => {
+                registry.strict_avro_defaults = true;
+                std::sync::Arc::new(registry)
+            }
+            Err(shared) => shared,
+        }
     }
 
     /// Waits until every record committed so far has been read.
@@ -93,6 +110,11 @@ impl EmbeddedRegistry {
                 let references = state.reference_texts(&schema.references)?;
                 let parsed = Parsed::parse(schema.schema_type, &schema.schema, &references)
                     .map_err(RegistryError::InvalidSchema)?;
+                // Imports keep another registry's history as it is.
+                if self.strict_avro_defaults && schema.schema_type == SchemaType::Avro && id.is_none() {
+                    crate::codec::avro::check_union_defaults_on_first_branch(&schema.schema)
+                        .map_err(RegistryError::InvalidSchema)?;
+                }
                 Codec::compile_with_references(schema.schema_type, &schema.schema, &references)
                     .map_err(RegistryError::InvalidSchema)?;
                 let record = match state.plan_import(subject, &schema, id, version) {
