@@ -118,6 +118,49 @@ async fn json_schema_events_are_validated_framed_and_decode_with_confluents_dese
     Ok(())
 }
 
+/// Tuples (draft 7 `items: [...]` without `$schema`, as Confluent reads it; 2020-12
+/// `prefixItems`) and boolean subschemas register in the embedded registry and validate events
+/// on a route, each refusal pointing at the offending value.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_schema_tuples_and_boolean_subschemas_validate_events_on_a_route() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let schemas = [
+        (
+            json!({"type": "object", "properties": {"point": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}}}),
+            json!({"point": ["x", 1]}),
+            json!({"point": ["x", "y"]}),
+            "/point/1",
+        ),
+        (
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+                   "properties": {"point": {"type": "array", "prefixItems": [{"type": "string"}], "items": false}}}),
+            json!({"point": ["x"]}),
+            json!({"point": [1]}),
+            "/point/0",
+        ),
+        (
+            json!({"type": "object", "properties": {"anything": true, "nothing": false}}),
+            json!({"anything": {"deep": [1, null]}}),
+            json!({"nothing": 0}),
+            "/nothing",
+        ),
+    ];
+    for (schema, good, bad, pointer) in schemas {
+        let topic = unique_name("shapes");
+        Kafka::shared().create_topic(&topic, 1, &[]).await?;
+        let env = Env::start(RegistryKind::Embedded, &route(&topic, "json-schema", None)).await?;
+        env.register(&format!("{topic}-value"), "JSON", &schema.to_string()).await?;
+        let reply = env.post(&topic, &good).await?;
+        assert_eq!(reply.status, StatusCode::OK, "{schema}: {}", reply.body);
+        let reply = env.post(&topic, &bad).await?;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{schema}: {}", reply.body);
+        assert_eq!(reply.body["errors"][0]["pointer"], pointer, "{schema}: {}", reply.body);
+        assert_eq!(record_count(&env.bootstrap, &topic).await?, 1, "only the valid event was produced");
+        env.gateway.stop().await?;
+    }
+    Ok(())
+}
+
 /// Java's `org.apache.kafka.common.utils.Utils.murmur2`, the default partitioner's hash.
 fn java_murmur2(data: &[u8]) -> i32 {
     const M: i32 = 0x5bd1_e995;
