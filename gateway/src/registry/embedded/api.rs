@@ -149,8 +149,6 @@ fn schema_request(body: &[u8], normalize: bool) -> Result<SchemaRequest, ApiErro
     let mut map = json_object(body)?;
     let text = match map.remove("schema") {
         Some(Value::String(text)) => text,
-        // Confluent's JSON binding reads a number as its text.
-        Some(Value::Number(n)) => n.to_string(),
         Some(Value::Null) | None => return Err(ApiError::unprocessable("schema: field required")),
         Some(other) => return Err(ApiError::unprocessable(format!("schema must be a string, not {other}"))),
     };
@@ -218,15 +216,26 @@ fn version(text: &str) -> Result<VersionSpec, ApiError> {
     }
 }
 
-/// A boolean query parameter as Confluent reads one: `true` in any case; anything else, or
-/// absent, is false.
-fn flag(params: &HashMap<String, String>, name: &str) -> bool {
-    params.get(name).is_some_and(|value| value.eq_ignore_ascii_case("true"))
+/// A boolean query parameter: absent is false; `true` or `false` in any case (Confluent's Python
+/// client sends `True`); anything else is refused with 422 rather than read as false, as
+/// Confluent's registry would: a typo should not silently list fewer versions.
+fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None => Ok(false),
+        Some(value) if value.eq_ignore_ascii_case("true") => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("false") => Ok(false),
+        Some(value) => Err(ApiError::invalid_flag(name, value)),
+    }
 }
 
-/// The first parameter present of several spellings (`deletedOnly`, `deleted_only`).
-fn flag_any(params: &HashMap<String, String>, names: &[&str]) -> bool {
-    names.iter().any(|name| flag(params, name))
+/// Either spelling of a parameter (`deletedOnly`, `deleted_only`).
+fn flag_any(params: &HashMap<String, String>, names: &[&str]) -> Result<bool, ApiError> {
+    for name in names {
+        if flag(params, name)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `offset` and `limit` applied to a listing: a limit of 0 or less (or none) means all, or
@@ -250,7 +259,7 @@ fn schema_id(text: &str) -> Result<u32, ApiError> {
 
 async fn schemas(State(registry): Shared, Query(params): Params) -> Result<Response, ApiError> {
     let prefix = params.get("subjectPrefix").map_or("", String::as_str);
-    let found = registry.schemas(prefix, flag(&params, "deleted"), flag(&params, "latestOnly"));
+    let found = registry.schemas(prefix, flag(&params, "deleted")?, flag(&params, "latestOnly")?);
     Ok(ok(&page(found, &params, SCHEMA_SEARCH_LIMIT)?))
 }
 
@@ -262,7 +271,7 @@ async fn schema_by_id(
     let id = schema_id(&id)?;
     let schema = registry.schema_by_id(id)?;
     let mut body = serde_json::to_value(&schema).map_err(|e| RegistryError::Unavailable(e.to_string()))?;
-    if flag(&params, "fetchMaxId") {
+    if flag(&params, "fetchMaxId")? {
         body["maxId"] = json!(registry.max_id());
     }
     Ok(ok(&body))
@@ -304,7 +313,7 @@ fn versions_of_id_filtered(
     params: &HashMap<String, String>,
 ) -> Result<Vec<(String, u32)>, ApiError> {
     let id = schema_id(id)?;
-    let mut found = registry.versions_of_id(id, flag(params, "deleted"))?;
+    let mut found = registry.versions_of_id(id, flag(params, "deleted")?)?;
     if let Some(subject) = params.get("subject") {
         found.retain(|(s, _)| s == subject);
         if found.is_empty() {
@@ -315,8 +324,8 @@ fn versions_of_id_filtered(
 }
 
 async fn subjects(State(registry): Shared, Query(params): Params) -> Result<Response, ApiError> {
-    let deleted_only = flag_any(&params, &["deletedOnly", "deleted_only"]);
-    let mut subjects = registry.subjects(deleted_only || flag(&params, "deleted"));
+    let deleted_only = flag_any(&params, &["deletedOnly", "deleted_only"])?;
+    let mut subjects = registry.subjects(deleted_only || flag(&params, "deleted")?);
     if deleted_only {
         let live = registry.subjects(false);
         subjects.retain(|s| !live.contains(s));
@@ -332,8 +341,8 @@ async fn versions(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let deleted_only = flag_any(&params, &["deletedOnly", "deleted_only"]);
-    let mut versions = registry.versions(&subject, deleted_only || flag(&params, "deleted"))?;
+    let deleted_only = flag_any(&params, &["deletedOnly", "deleted_only"])?;
+    let mut versions = registry.versions(&subject, deleted_only || flag(&params, "deleted")?)?;
     if deleted_only {
         let live = registry.versions(&subject, false).unwrap_or_default();
         versions.retain(|v| !live.contains(v));
@@ -347,7 +356,7 @@ async fn register(
     Query(params): Params,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request = schema_request(&body, flag(&params, "normalize"))?;
+    let request = schema_request(&body, flag(&params, "normalize")?)?;
     let registered = registry.register_as(&subject, request.schema, request.id, request.version).await?;
     Ok(ok(&json!({ "id": registered.id })))
 }
@@ -358,8 +367,8 @@ async fn lookup(
     Query(params): Params,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request = schema_request(&body, flag(&params, "normalize"))?;
-    let deleted = flag(&params, "deleted");
+    let request = schema_request(&body, flag(&params, "normalize")?)?;
+    let deleted = flag(&params, "deleted")?;
     match registry.lookup(&subject, &request.schema, deleted) {
         Err(RegistryError::SchemaNotFound(_)) => {
             // Not under the subject: a schema that does not even parse is the client's mistake.
@@ -380,7 +389,7 @@ async fn subject_version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted"))?))
+    Ok(ok(&registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted")?)?))
 }
 
 async fn subject_version_schema(
@@ -389,7 +398,7 @@ async fn subject_version_schema(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let found: SubjectVersion =
-        registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted"))?;
+        registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted")?)?;
     Ok(raw(found.schema))
 }
 
@@ -406,7 +415,7 @@ async fn delete_version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.delete_version(&subject, version(&v)?, flag(&params, "permanent")).await?))
+    Ok(ok(&registry.delete_version(&subject, version(&v)?, flag(&params, "permanent")?).await?))
 }
 
 async fn delete_subject(
@@ -414,7 +423,7 @@ async fn delete_subject(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.delete_subject(&subject, flag(&params, "permanent")).await?))
+    Ok(ok(&registry.delete_subject(&subject, flag(&params, "permanent")?).await?))
 }
 
 /// `PUT /config` bodies: `{"compatibility": "FULL"}` (`compatibilityLevel` is accepted too).
@@ -448,9 +457,10 @@ async fn subject_config(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    let default_to_global = flag(&params, "defaultToGlobal")?;
     let level = match registry.subject_mode(&subject) {
         Some(level) => level,
-        None if flag(&params, "defaultToGlobal") => registry.mode(None),
+        None if default_to_global => registry.mode(None),
         None => return Err(RegistryError::SubjectConfigNotFound(subject).into()),
     };
     Ok(ok(&json!({"compatibilityLevel": level.as_str()})))
@@ -487,7 +497,7 @@ async fn set_global_mode(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let mode = requested_mode(&body)?;
-    registry.set_access(None, mode, flag(&params, "force")).await?;
+    registry.set_access(None, mode, flag(&params, "force")?).await?;
     Ok(ok(&json!({"mode": mode.as_str()})))
 }
 
@@ -500,9 +510,10 @@ async fn subject_mode(
     Path(subject): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    let default_to_global = flag(&params, "defaultToGlobal")?;
     let mode = match registry.subject_access(&subject) {
         Some(mode) => mode,
-        None if flag(&params, "defaultToGlobal") => registry.access(None),
+        None if default_to_global => registry.access(None),
         None => return Err(RegistryError::SubjectModeNotFound(subject).into()),
     };
     Ok(ok(&json!({"mode": mode.as_str()})))
@@ -515,7 +526,7 @@ async fn set_subject_mode(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let mode = requested_mode(&body)?;
-    registry.set_access(Some(&subject), mode, flag(&params, "force")).await?;
+    registry.set_access(Some(&subject), mode, flag(&params, "force")?).await?;
     Ok(ok(&json!({"mode": mode.as_str()})))
 }
 
@@ -546,10 +557,10 @@ async fn compatibility_one(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let version = version(&v)?;
-    let request = schema_request(&body, flag(&params, "normalize"))?;
+    let request = schema_request(&body, flag(&params, "normalize")?)?;
     compatibility_answer(
         registry.check_compatibility(&subject, &request.schema, Some(version)),
-        flag(&params, "verbose"),
+        flag(&params, "verbose")?,
     )
 }
 
@@ -559,8 +570,8 @@ async fn compatibility_all(
     Query(params): Params,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request = schema_request(&body, flag(&params, "normalize"))?;
-    compatibility_answer(registry.check_compatibility(&subject, &request.schema, None), flag(&params, "verbose"))
+    let request = schema_request(&body, flag(&params, "normalize")?)?;
+    compatibility_answer(registry.check_compatibility(&subject, &request.schema, None), flag(&params, "verbose")?)
 }
 
 #[cfg(test)]

@@ -179,9 +179,11 @@ impl From<RegistryError> for ApiError {
                     "One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={subject},version={version}}}."
                 ),
             ),
+            // Confluent answers its store errors with 500; a Kafka outage is a wait, so 503 (and
+            // its error code).
             RegistryError::Unavailable(_) | RegistryError::Unexpected { .. } => {
                 tracing::warn!(error = %error, "embedded registry request failed");
-                (S::INTERNAL_SERVER_ERROR, 50001, "Error in the backend data store".to_owned())
+                (S::SERVICE_UNAVAILABLE, 50001, error.to_string())
             }
         };
         Self::new(status, code, message)
