@@ -304,9 +304,9 @@ async fn avro_references_across_subjects_register_produce_and_decode() -> anyhow
 /// `registry.strict_avro_defaults` asks for Avro 1.11's first-branch rule.
 #[tokio::test(flavor = "multi_thread")]
 async fn union_defaults_of_any_branch_register_unless_strict_defaults_are_asked_for() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
     use sluice::registry::embedded::EmbeddedRegistry;
     use sluice::registry::{RegistryError, Schema};
-    let _deadline = sluice_tests::deadline();
     let text = format!("[kafka]\nbootstrap_servers = \"{}\"\n", Kafka::shared().bootstrap_servers());
     let kafka = sluice::config::load_str(&text, |_| None).map_err(|p| anyhow::anyhow!("{p:?}"))?.kafka;
     let schema = Schema::new(
