@@ -229,9 +229,8 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let producer = Producer::new(&config.kafka).context("cannot create the Kafka producer")?;
     let registry = if config.registry.is_embedded() {
         Registry::Embedded(
-            EmbeddedRegistry::start(&config.kafka, &config.registry.topic)
+            EmbeddedRegistry::start(&config.kafka, &config.registry.topic, config.registry.strict_avro_defaults)
                 .await
-                .map(|registry| registry.strict_avro_defaults(config.registry.strict_avro_defaults))
                 .context("cannot start the embedded schema registry")?,
         )
     } else {

@@ -313,9 +313,9 @@ async fn union_defaults_of_any_branch_register_unless_strict_defaults_are_asked_
         sluice::codec::SchemaType::Avro,
         r#"{"type": "record", "name": "Visit", "fields": [{"name": "channel", "type": ["null", "string"], "default": "web"}]}"#,
     );
-    let lenient = EmbeddedRegistry::start(&kafka, &unique_name("_schemas")).await?;
+    let lenient = EmbeddedRegistry::start(&kafka, &unique_name("_schemas"), false).await?;
     assert!(lenient.register("visits-value", schema.clone()).await? > 0);
-    let strict = EmbeddedRegistry::start(&kafka, &unique_name("_schemas")).await?.strict_avro_defaults(true);
+    let strict = EmbeddedRegistry::start(&kafka, &unique_name("_schemas"), true).await?;
     match strict.register("visits-value", schema).await {
         Err(RegistryError::InvalidSchema(why)) => {
             assert!(why.contains("'channel'") && why.contains("/fields/0"), "{why}")

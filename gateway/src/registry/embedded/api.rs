@@ -108,7 +108,6 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             code: u32::from(rejection.status().as_u16()),
             message: rejection.body_text(),
             messages: Vec::new(),
-            content_type: None,
         })
     }
 }

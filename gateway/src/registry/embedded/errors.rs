@@ -18,13 +18,11 @@ pub struct ApiError {
     pub code: u32,
     pub message: String,
     pub messages: Vec<String>,
-    /// The content type negotiated for the request, if known.
-    pub content_type: Option<&'static str>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), messages: Vec::new(), content_type: None }
+        Self { status, code, message: message.into(), messages: Vec::new() }
     }
 
     /// Malformed JSON in the request body (Confluent: Jackson's parse error, 400/400).
@@ -102,11 +100,6 @@ impl ApiError {
     /// A bad boolean query parameter.
     pub fn invalid_flag(name: &str, value: &str) -> Self {
         Self::unprocessable(format!("query parameter '{name}' must be true or false, not '{value}'"))
-    }
-
-    pub fn with_content_type(mut self, content_type: &'static str) -> Self {
-        self.content_type = Some(content_type);
-        self
     }
 }
 
@@ -196,8 +189,8 @@ impl IntoResponse for ApiError {
         if !self.messages.is_empty() {
             body["messages"] = json!(self.messages);
         }
-        let content_type = self.content_type.unwrap_or(content_type::DEFAULT);
-        (self.status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
+        // The negotiation layer changes the type when the request asked for another.
+        (self.status, [(header::CONTENT_TYPE, content_type::DEFAULT)], body.to_string()).into_response()
     }
 }
 

@@ -36,27 +36,17 @@ pub struct EmbeddedRegistry {
 }
 
 impl EmbeddedRegistry {
-    /// Creates the topic if needed and reads it whole.
-    pub async fn start(kafka: &KafkaConfig, topic: &str) -> Result<std::sync::Arc<Self>, RegistryError> {
+    /// Creates the topic if needed and reads it whole. With `strict_avro_defaults`, new Avro
+    /// schemas must give each union's default in its first branch.
+    pub async fn start(
+        kafka: &KafkaConfig,
+        topic: &str,
+        strict_avro_defaults: bool,
+    ) -> Result<std::sync::Arc<Self>, RegistryError> {
         let log = CompactedLog::<State>::start(&client_config(kafka), topic).await?;
         let subjects = log.read().subjects(false).len();
         tracing::info!(topic, subjects, "embedded schema registry loaded");
-        Ok(std::sync::Arc::new(Self { log, strict_avro_defaults: false }))
-    }
-
-    /// With `strict`, new Avro schemas must give each union's default in its first branch.
-    #[must_use]
-    pub fn strict_avro_defaults(self: std::sync::Arc<Self>, strict: bool) -> std::sync::Arc<Self> {
-        if !strict {
-            return self;
-        }
-        match std::sync::Arc::try_unwrap(self) {
-            Ok(mut registry) => {
-                registry.strict_avro_defaults = true;
-                std::sync::Arc::new(registry)
-            }
-            Err(shared) => shared,
-        }
+        Ok(std::sync::Arc::new(Self { log, strict_avro_defaults }))
     }
 
     /// Waits until every record committed so far has been read.
