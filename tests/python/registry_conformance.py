@@ -339,6 +339,26 @@ def _():
     assert client.get_global_mode() == "READWRITE"
 
 
+@check("global compatibility: GET, PUT and DELETE /config; POST /; paging of subjects and versions")
+def _():
+    assert http("POST", "", {})[2] == {}
+    assert client.get_compatibility() == "BACKWARD"
+    assert client.set_compatibility(level="FORWARD") == {"compatibility": "FORWARD"}
+    s = subject("global-level")
+    client.register_schema(s, Schema(json.dumps(V2), "AVRO"))
+    assert client.test_compatibility(s, Schema(json.dumps(V1), "AVRO")) is True, "FORWARD: the old schema reads the new"
+    assert http("GET", f"/config/{s}?defaultToGlobal=true")[2] == {"compatibilityLevel": "FORWARD"}
+    assert http("DELETE", "/config")[2] == {"compatibilityLevel": "FORWARD"}
+    assert fresh().get_compatibility() == "BACKWARD", "DELETE /config restores the default"
+    for version in range(2):
+        client.register_schema(s, Schema(json.dumps(avro([{"name": "id", "type": "string"}] + [{"name": f"n{i}", "type": "int", "default": 0} for i in range(version + 1)])), "AVRO"))
+    assert client.get_versions(s) == [1, 2, 3]
+    assert client.get_versions(s, offset=1, limit=1) == [2]
+    everything = client.get_subjects()
+    assert client.get_subjects(offset=1, limit=2) == everything[1:3]
+    assert s in http("GET", "/subjects?deleted=true")[2]
+
+
 if FAILURES:
     print(f"\n{len(FAILURES)} check(s) failed:\n" + "\n".join(FAILURES))
     sys.exit(1)
