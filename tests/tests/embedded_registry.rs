@@ -111,17 +111,7 @@ async fn replicas_registering_at_once_agree_on_ids_and_schemas_survive_restarts(
 async fn confluents_python_client_drives_the_embedded_registry() -> anyhow::Result<()> {
     let _deadline = sluice_tests::deadline();
     let env = replica(&unique_name("_schemas")).await?;
-    let python = sluice_tests::python().await?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/registry_client.py");
-    let mut command = std::process::Command::new(python);
-    command.args([script, &env.registry_url, "orders.placed-value"]);
-    let output = tokio::task::spawn_blocking(move || command.output()).await??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.trim_end().ends_with("ok"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_script("registry_client.py", &[&env.registry_url, "orders.placed-value"]).await?;
     env.gateway.stop().await?;
     Ok(())
 }
@@ -132,18 +122,23 @@ async fn confluents_python_client_drives_the_embedded_registry() -> anyhow::Resu
 async fn every_confluent_endpoint_and_error_case_answers_as_confluents_registry() -> anyhow::Result<()> {
     let _deadline = sluice_tests::deadline();
     let env = replica(&unique_name("_schemas")).await?;
+    run_script("registry_conformance.py", &[&env.registry_url]).await?;
+    env.gateway.stop().await?;
+    Ok(())
+}
+
+/// Runs one of `tests/python`'s scripts in the harness's venv; it must exit 0 and end with "ok".
+async fn run_script(script: &str, args: &[&str]) -> anyhow::Result<()> {
     let python = sluice_tests::python().await?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/registry_conformance.py");
     let mut command = std::process::Command::new(python);
-    command.args([script, &env.registry_url]);
+    command.arg(format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"))).args(args);
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.trim_end().ends_with("ok"),
-        "{stdout}\n{}",
+        "{script}: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    env.gateway.stop().await?;
     Ok(())
 }
 
