@@ -167,7 +167,8 @@ struct SchemaTarget {
     /// The subject, e.g. orders.placed-value.
     #[arg(long)]
     subject: String,
-    /// avro or json (JSON Schema); default from the file extension (.avsc, .json).
+    /// avro, json (JSON Schema) or protobuf; default from the file extension (.avsc, .json,
+    /// .proto).
     #[arg(long = "type", value_parser = parse_schema_type)]
     schema_type: Option<SchemaType>,
     /// A schema reference, NAME=SUBJECT:VERSION (repeatable).
@@ -184,7 +185,8 @@ fn parse_schema_type(text: &str) -> Result<SchemaType, String> {
     match text.to_ascii_lowercase().as_str() {
         "avro" => Ok(SchemaType::Avro),
         "json" | "json-schema" => Ok(SchemaType::Json),
-        _ => Err(format!("'{text}' is not a schema type: use avro or json")),
+        "protobuf" | "proto" => Ok(SchemaType::Protobuf),
+        _ => Err(format!("'{text}' is not a schema type: use avro, json or protobuf")),
     }
 }
 

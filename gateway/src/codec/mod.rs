@@ -3,6 +3,8 @@
 //! - `avro`: [`avro::AvroEncoder`] encodes from the parsed JSON, framed in the Confluent wire
 //!   format ([`wire`]);
 //! - `json-schema`: [`json_schema::JsonSchemaValidator`] validates, then the JSON is framed;
+//! - `protobuf`: [`protobuf::ProtobufCodec`] reads the JSON as the message (proto3's JSON
+//!   mapping) and writes its message indexes and bytes, framed;
 //! - `json` (schemaless): the JSON as it is, unframed.
 //!
 //! Events arrive parsed into [`json::Json`], a DOM that borrows from the request body.
@@ -10,11 +12,13 @@
 pub mod avro;
 pub mod json;
 pub mod json_schema;
+pub mod protobuf;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};
 
 use self::json::Json;
+use crate::registry::types::ReferencedSchema;
 
 /// The schema languages a registry may hold, by their Confluent names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -48,31 +52,33 @@ pub struct ValueError {
 pub enum Codec {
     Avro(avro::AvroEncoder),
     JsonSchema(json_schema::JsonSchemaValidator),
+    Protobuf(protobuf::ProtobufCodec),
 }
 
 impl Codec {
     /// Compiles a schema of the given type.
     pub fn compile(schema_type: SchemaType, schema: &str) -> Result<Self, String> {
-        match schema_type {
-            SchemaType::Avro => avro::AvroEncoder::compile(schema).map(Codec::Avro).map_err(|e| e.to_string()),
-            SchemaType::Json => json_schema::JsonSchemaValidator::compile(schema).map(Codec::JsonSchema),
-            SchemaType::Protobuf => Err("Protobuf schemas are not supported".into()),
-        }
+        Self::compile_with_references(schema_type, schema, &[])
     }
 
-    /// Compiles a schema whose Avro named types may come from `references` (schema texts,
-    /// dependencies first).
+    /// Compiles a schema that may use what `references` define (dependencies first): Avro named
+    /// types, Protobuf imports.
     pub fn compile_with_references(
         schema_type: SchemaType,
         schema: &str,
-        references: &[String],
+        references: &[ReferencedSchema],
     ) -> Result<Self, String> {
         match (schema_type, references) {
-            (_, []) => Self::compile(schema_type, schema),
-            (SchemaType::Avro, references) => avro::AvroEncoder::compile_with_references(schema, references)
-                .map(Codec::Avro)
-                .map_err(|e| e.to_string()),
-            _ => Err("schema references are supported for Avro schemas only".into()),
+            (SchemaType::Avro, []) => avro::AvroEncoder::compile(schema).map(Codec::Avro).map_err(|e| e.to_string()),
+            (SchemaType::Avro, references) => {
+                let texts: Vec<String> = references.iter().map(|r| r.schema.clone()).collect();
+                avro::AvroEncoder::compile_with_references(schema, &texts).map(Codec::Avro).map_err(|e| e.to_string())
+            }
+            (SchemaType::Json, []) => json_schema::JsonSchemaValidator::compile(schema).map(Codec::JsonSchema),
+            (SchemaType::Json, _) => Err("schema references are not supported for JSON Schemas".into()),
+            (SchemaType::Protobuf, references) => {
+                protobuf::ProtobufCodec::compile(schema, references).map(Codec::Protobuf)
+            }
         }
     }
 
@@ -81,19 +87,22 @@ impl Codec {
         match self {
             Codec::Avro(_) => SchemaType::Avro,
             Codec::JsonSchema(_) => SchemaType::Json,
+            Codec::Protobuf(_) => SchemaType::Protobuf,
         }
     }
 
     /// Validates and encodes one event into a Confluent-framed record value. `raw` is the
     /// event's JSON text as received and `event` its parsed form; JSON Schema records carry
     /// `raw` unchanged. A bare `bytes` schema's value follows the header raw, without Avro's
-    /// length prefix, as Confluent's serializers write it.
+    /// length prefix, as Confluent's serializers write it. `message` names the Protobuf message
+    /// (else the file's first); other formats ignore it.
     pub fn encode(
         &self,
         schema_id: u32,
         event: &Json<'_>,
         raw: &str,
         reject_unknown: bool,
+        message: Option<&str>,
     ) -> Result<Vec<u8>, ValueError> {
         match self {
             Codec::Avro(encoder) => {
@@ -111,6 +120,11 @@ impl Codec {
                 validator.validate(&serde_json::Value::from(event))?;
                 let mut out = wire::start(schema_id, raw.len());
                 out.extend_from_slice(raw.as_bytes());
+                Ok(out)
+            }
+            Codec::Protobuf(codec) => {
+                let mut out = wire::start(schema_id, raw.len());
+                codec.encode(message, raw, reject_unknown, &mut out)?;
                 Ok(out)
             }
         }
@@ -139,6 +153,7 @@ impl Codec {
                 serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| format!("not JSON: {e}"))?;
                 Ok(payload.to_vec())
             }
+            Codec::Protobuf(codec) => codec.decode_to_json(payload),
         }
     }
 }
@@ -154,13 +169,12 @@ mod tests {
         let avro =
             Codec::compile(SchemaType::Avro, r#"{"type":"record","name":"A","fields":[{"name":"n","type":"int"}]}"#)
                 .unwrap();
-        assert_eq!(avro.encode(9, &Json::from(&json!({"n": -1})), "", true).unwrap(), [0, 0, 0, 0, 9, 1]);
+        assert_eq!(avro.encode(9, &Json::from(&json!({"n": -1})), "", true, None).unwrap(), [0, 0, 0, 0, 9, 1]);
         let json = Codec::compile(SchemaType::Json, r#"{"type":"object"}"#).unwrap();
         let raw = r#"{"b": 1, "a": 2}"#;
-        let framed = json.encode(300, &json::parse(raw).unwrap(), raw, true).unwrap();
+        let framed = json.encode(300, &json::parse(raw).unwrap(), raw, true, None).unwrap();
         assert_eq!(framed[..5], [0, 0, 0, 1, 44]);
         assert_eq!(&framed[5..], raw.as_bytes(), "the event's JSON is carried as sent");
-        assert!(Codec::compile(SchemaType::Protobuf, "syntax = \"proto3\";").is_err());
     }
 
     #[test]
@@ -168,7 +182,7 @@ mod tests {
         for schema in [r#""bytes""#, r#"{"type":"bytes","logicalType":"decimal","precision":4,"scale":1}"#] {
             let codec = Codec::compile(SchemaType::Avro, schema).unwrap();
             let value = if schema.contains("decimal") { json!("-1.5") } else { json!("\u{1}\u{ff}") };
-            let framed = codec.encode(3, &Json::from(&value), "", true).unwrap();
+            let framed = codec.encode(3, &Json::from(&value), "", true, None).unwrap();
             let raw: &[u8] = if schema.contains("decimal") { &[0xf1] } else { &[1, 0xff] };
             assert_eq!(&framed[5..], raw, "{schema}: no length prefix");
             let json: serde_json::Value = serde_json::from_slice(&codec.decode_to_json(&framed[5..]).unwrap()).unwrap();
@@ -176,6 +190,6 @@ mod tests {
         }
         // Other schemas keep Avro's encoding.
         let codec = Codec::compile(SchemaType::Avro, r#""string""#).unwrap();
-        assert_eq!(codec.encode(3, &Json::from(&json!("a")), "", true).unwrap()[5..], [2, b'a']);
+        assert_eq!(codec.encode(3, &Json::from(&json!("a")), "", true, None).unwrap()[5..], [2, b'a']);
     }
 }

@@ -691,7 +691,8 @@ impl std::fmt::Debug for RegistryAuth {
 pub struct TopicConfig {
     /// Kafka topic name, also the name in the URL.
     pub name: String,
-    /// `avro`, `json-schema` or `json` (schemaless: any JSON object is produced as it is).
+    /// `avro`, `protobuf`, `json-schema` or `json` (schemaless: any JSON object is produced as
+    /// it is).
     pub format: Format,
     /// Registry subject of the value schema, written out; `{topic}` is replaced by the name.
     /// Without it the subject follows `subject_strategy`.
@@ -700,7 +701,10 @@ pub struct TopicConfig {
     /// `{topic}-value`), `record` (`{record}`) or `topic-record` (`{topic}-{record}`).
     #[serde(default)]
     pub subject_strategy: SubjectStrategy,
-    /// The fully qualified record name, for the `record` and `topic-record` strategies.
+    /// The fully qualified record name, for the `record` and `topic-record` strategies. On a
+    /// `protobuf` route (also spelled `message`) it names the message events are read as, under
+    /// any strategy; without it, the schema file's first message.
+    #[serde(alias = "message")]
     pub record: Option<String>,
     /// `"latest"` (default; follows new versions within the registry cache TTL) or a version
     /// number (pinned).
@@ -714,7 +718,7 @@ pub struct TopicConfig {
     /// be lost if the gateway or the cluster fails before delivery.
     #[serde(default)]
     pub ack: Ack,
-    /// `reject` (default): an event field the Avro schema does not know is a 422.
+    /// `reject` (default): an event field the Avro schema or Protobuf message does not know is a 422.
     /// `ignore`: such fields are dropped.
     #[serde(default)]
     pub unknown_fields: UnknownFields,
@@ -774,6 +778,7 @@ pub enum SubjectStrategy {
 pub enum Format {
     Avro,
     JsonSchema,
+    Protobuf,
     Json,
 }
 

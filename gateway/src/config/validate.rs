@@ -165,10 +165,10 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
                 problems.push(Problem::new(at("schema_version"), "a json (schemaless) route has no schema"));
             }
         }
-        if topic.format != Format::Avro && topic.unknown_fields != UnknownFields::Reject {
+        if !matches!(topic.format, Format::Avro | Format::Protobuf) && topic.unknown_fields != UnknownFields::Reject {
             problems.push(Problem::new(
                 at("unknown_fields"),
-                "applies to avro routes only; JSON Schema decides with additionalProperties",
+                "applies to avro and protobuf routes only; JSON Schema decides with additionalProperties",
             ));
         }
         if let Some(subject) = &topic.subject
@@ -177,7 +177,8 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
             problems.push(Problem::new(at("subject"), "must not be empty"));
         }
         match (topic.subject_strategy, &topic.record, &topic.subject) {
-            (SubjectStrategy::Topic, Some(_), _) => {
+            // A Protobuf route may name its message under any strategy.
+            (SubjectStrategy::Topic, Some(_), _) if topic.format != Format::Protobuf => {
                 problems.push(Problem::new(at("record"), "only used by the record and topic-record subject strategies"))
             }
             (SubjectStrategy::Record | SubjectStrategy::TopicRecord, None, _) => problems.push(Problem::new(

@@ -396,9 +396,18 @@ fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
     let expected = match route.format {
         Format::Avro => crate::codec::SchemaType::Avro,
         Format::JsonSchema => crate::codec::SchemaType::Json,
+        Format::Protobuf => crate::codec::SchemaType::Protobuf,
         Format::Json => return Ok(()),
     };
     let actual = resolved.codec.schema_type();
+    if let crate::codec::Codec::Protobuf(codec) = &*resolved.codec
+        && let Err(why) = codec.message(route.message.as_deref())
+    {
+        return Err(BatchError::Schema {
+            subject: route.subject.clone(),
+            error: RegistryError::InvalidSchema(format!("schema {}: {why}", resolved.id)),
+        });
+    }
     if actual == expected {
         Ok(())
     } else {
@@ -433,14 +442,15 @@ fn encode_value(
     // The schema first: a missing key field is usually also a missing required field, and the
     // schema's message says more.
     let payload = match (schema, &parsed) {
-        (Some(resolved), Some(event)) => {
-            resolved.codec.encode(resolved.id, event, raw, route.reject_unknown).map_err(|error| EventError {
+        (Some(resolved), Some(event)) => resolved
+            .codec
+            .encode(resolved.id, event, raw, route.reject_unknown, route.message.as_deref())
+            .map_err(|error| EventError {
                 kind: EventErrorKind::SchemaViolation,
                 pointer: Some(error.pointer),
                 message: error.message,
                 plugin: None,
-            })?
-        }
+            })?,
         _ => raw.as_bytes().to_vec(),
     };
     let key = match (key, &route.key, &parsed) {

@@ -23,7 +23,7 @@ pub struct SchemaFile {
 
 impl SchemaFile {
     /// Reads a schema file; the type comes from `schema_type`, else from the extension
-    /// (`.avsc` is Avro, `.json` is JSON Schema).
+    /// (`.avsc` is Avro, `.json` is JSON Schema, `.proto` is Protobuf).
     pub fn read(path: &Path, schema_type: Option<SchemaType>, references: Vec<Reference>) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let schema_type = match schema_type {
@@ -31,9 +31,10 @@ impl SchemaFile {
             None => match path.extension().and_then(|e| e.to_str()) {
                 Some("avsc" | "avro") => SchemaType::Avro,
                 Some("json") => SchemaType::Json,
+                Some("proto") => SchemaType::Protobuf,
                 _ => {
                     return Err(format!(
-                        "cannot tell the schema type of {}: pass --type avro or --type json",
+                        "cannot tell the schema type of {}: pass --type avro, json or protobuf",
                         path.display()
                     ));
                 }
@@ -123,6 +124,9 @@ pub async fn check(
     Ok(Verdict { subject: subject.to_owned(), mode, versions, findings })
 }
 
-async fn reference_texts(registry: &RemoteRegistry, references: &[Reference]) -> Result<Vec<String>, RegistryError> {
+async fn reference_texts(
+    registry: &RemoteRegistry,
+    references: &[Reference],
+) -> Result<Vec<super::types::ReferencedSchema>, RegistryError> {
     super::Registry::Remote(registry.clone()).reference_texts(references).await
 }

@@ -44,8 +44,11 @@ impl Registry {
         }
     }
 
-    /// The texts of the schemas `references` name (recursively), dependencies first.
-    pub async fn reference_texts(&self, references: &[types::Reference]) -> Result<Vec<String>, RegistryError> {
+    /// The schemas `references` name (recursively), dependencies first.
+    pub async fn reference_texts(
+        &self,
+        references: &[types::Reference],
+    ) -> Result<Vec<types::ReferencedSchema>, RegistryError> {
         match self {
             Registry::Embedded(embedded) => embedded.reference_texts(references),
             Registry::Remote(remote) => {
@@ -62,8 +65,8 @@ impl Registry {
                     let found =
                         remote.subject_version(&reference.subject, VersionSpec::Number(reference.version)).await?;
                     if expanded || found.references.is_empty() {
-                        if !out.contains(&found.schema) {
-                            out.push(found.schema);
+                        if !out.iter().any(|r: &types::ReferencedSchema| r.schema == found.schema) {
+                            out.push(types::ReferencedSchema { name: reference.name.clone(), schema: found.schema });
                         }
                     } else {
                         stack.push((reference, true));

@@ -24,6 +24,14 @@ pub struct Reference {
     pub version: u32,
 }
 
+/// A schema another one refers to, with the name it is referred to by (an Avro schema's
+/// named type, a Protobuf schema's import path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferencedSchema {
+    pub name: String,
+    pub schema: String,
+}
+
 /// One version of a subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,6 +44,12 @@ pub struct SubjectVersion {
     pub schema_type: SchemaType,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<Reference>,
+}
+
+impl From<SubjectVersion> for Schema {
+    fn from(version: SubjectVersion) -> Self {
+        Schema { schema: version.schema, schema_type: version.schema_type, references: version.references }
+    }
 }
 
 /// Which version of a subject to read.

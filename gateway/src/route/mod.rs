@@ -15,6 +15,8 @@ pub struct Route {
     pub format: Format,
     pub subject: String,
     pub version: VersionSpec,
+    /// The Protobuf message events are read as (else the schema file's first).
+    pub message: Option<String>,
     /// JSON pointer to the key field.
     pub key: Option<String>,
     pub ack: Ack,
@@ -35,6 +37,7 @@ impl Route {
             format: Format::Json,
             subject: String::new(),
             version: VersionSpec::Latest,
+            message: None,
             key: None,
             ack: Ack::Wait,
             reject_unknown: true,
@@ -52,6 +55,7 @@ impl From<&TopicConfig> for Route {
             topic: topic.name.clone(),
             format: topic.format,
             subject: topic.subject(),
+            message: if topic.format == Format::Protobuf { topic.record.clone() } else { None },
             version: match topic.schema_version {
                 SchemaVersion::Latest => VersionSpec::Latest,
                 SchemaVersion::Pinned(n) => VersionSpec::Number(n),

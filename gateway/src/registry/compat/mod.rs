@@ -9,6 +9,7 @@
 
 pub mod avro;
 pub mod json_schema;
+pub mod protobuf;
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 pub use self::avro::Incompatibility;
 use crate::codec::SchemaType;
+use crate::registry::types::ReferencedSchema;
 
 /// A subject's compatibility mode, by its Confluent name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -90,20 +92,25 @@ pub enum Parsed {
     /// The schema, and the named types it takes from its references.
     Avro(apache_avro::Schema, Vec<apache_avro::Schema>),
     Json(Value),
+    /// The schema's file, its imports reachable through its pool.
+    Protobuf(prost_reflect::FileDescriptor),
 }
 
 impl Parsed {
     /// Parses schema text; `references` are the texts of the schemas it refers to (Avro named
     /// types defined under other subjects), dependencies first.
-    pub fn parse(schema_type: SchemaType, text: &str, references: &[String]) -> Result<Self, String> {
+    pub fn parse(schema_type: SchemaType, text: &str, references: &[ReferencedSchema]) -> Result<Self, String> {
         match schema_type {
-            SchemaType::Avro => crate::codec::avro::parse_schema(text, references)
-                .map(|(schema, referenced)| Parsed::Avro(schema, referenced))
-                .map_err(|e| format!("invalid Avro schema: {e}")),
+            SchemaType::Avro => {
+                let texts: Vec<String> = references.iter().map(|r| r.schema.clone()).collect();
+                crate::codec::avro::parse_schema(text, &texts)
+                    .map(|(schema, referenced)| Parsed::Avro(schema, referenced))
+                    .map_err(|e| format!("invalid Avro schema: {e}"))
+            }
             SchemaType::Json => {
                 serde_json::from_str(text).map(Parsed::Json).map_err(|e| format!("schema is not JSON: {e}"))
             }
-            SchemaType::Protobuf => Err("Protobuf schemas are not supported".into()),
+            SchemaType::Protobuf => crate::codec::protobuf::compile(text, references).map(Parsed::Protobuf),
         }
     }
 }
@@ -118,6 +125,15 @@ pub struct Finding {
     pub incompatibility: Incompatibility,
 }
 
+impl Finding {
+    /// The finding's message, with "new" and "old" for the reader and the writer (Protobuf
+    /// messages name them, as Confluent's do).
+    pub fn message(&self) -> String {
+        let (reader, writer) = if self.direction == "backward" { ("new", "old") } else { ("old", "new") };
+        self.incompatibility.message.replace("{reader}", reader).replace("{writer}", writer)
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.incompatibility;
@@ -125,7 +141,7 @@ impl fmt::Display for Finding {
             "backward" => format!("the new schema cannot read version {}", self.version),
             _ => format!("version {} cannot read the new schema", self.version),
         };
-        write!(f, "{who}: {} at {}: {}", i.kind, i.location, i.message)
+        write!(f, "{who}: {} at {}: {}", i.kind, i.location, self.message())
     }
 }
 
@@ -162,10 +178,11 @@ pub fn pair(reader: &Parsed, writer: &Parsed) -> Vec<Incompatibility> {
     let mut found = match (reader, writer) {
         (Parsed::Avro(r, r_refs), Parsed::Avro(w, w_refs)) => avro::check((r, r_refs), (w, w_refs), &budget),
         (Parsed::Json(r), Parsed::Json(w)) => json_schema::check(r, w, &budget),
+        (Parsed::Protobuf(r), Parsed::Protobuf(w)) => protobuf::check(r, w, &budget),
         _ => vec![Incompatibility {
             kind: "SCHEMA_TYPE_CHANGED",
             location: "/".into(),
-            message: "the schema type changed (Avro ↔ JSON Schema)".into(),
+            message: "the schema type changed".into(),
         }],
     };
     if budget.exceeded() {
@@ -218,3 +235,5 @@ impl Budget {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_protobuf;

@@ -11,14 +11,14 @@ use crate::codec::SchemaType;
 /// What one direction must conclude: compatible, or refused with this error type (and, when
 /// given, at this location of the reader schema).
 #[derive(Debug, Clone, Copy)]
-enum Expect {
+pub(super) enum Expect {
     Ok,
     No(&'static str),
     At(&'static str, &'static str),
 }
-use Expect::{At, No, Ok};
+pub(super) use Expect::{At, No, Ok};
 
-struct Case {
+pub(super) struct Case {
     name: &'static str,
     old: Value,
     new: Value,
@@ -26,7 +26,7 @@ struct Case {
     forward: Expect,
 }
 
-fn case(name: &'static str, old: Value, new: Value, backward: Expect, forward: Expect) -> Case {
+pub(super) fn case(name: &'static str, old: Value, new: Value, backward: Expect, forward: Expect) -> Case {
     Case { name, old, new, backward, forward }
 }
 
@@ -38,7 +38,7 @@ fn parse(schema_type: SchemaType, schema: &Value) -> Parsed {
     Parsed::parse(schema_type, &text, &[]).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn verify(schema_type: SchemaType, cases: &[Case]) {
+pub(super) fn verify(schema_type: SchemaType, cases: &[Case]) {
     let mut failures = Vec::new();
     for c in cases {
         let (old, new) = (parse(schema_type, &c.old), parse(schema_type, &c.new));
@@ -424,7 +424,7 @@ async fn avro_cases_agree_with_avros_java_checker_in_apicurio() {
 }
 
 /// The cases where Apicurio's verdict under BACKWARD or FORWARD is not ours.
-async fn apicurio_disagreements(schema_type: &str, cases: Vec<Case>) -> Vec<String> {
+pub(super) async fn apicurio_disagreements(schema_type: &str, cases: Vec<Case>) -> Vec<String> {
     let url = tokio::task::spawn_blocking(|| sluice_tests::Apicurio::shared().ccompat_url()).await.expect("apicurio");
     let http = reqwest::Client::new();
     let send = |method: reqwest::Method, path: String, body: Value| {

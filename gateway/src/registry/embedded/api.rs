@@ -43,7 +43,7 @@ pub fn router(registry: Arc<EmbeddedRegistry>, max_body_bytes: usize) -> Router 
         .route("/", get(|| async { ok(&json!({})) }).post(|| async { ok(&json!({})) }))
         .route("/contexts", get(|| async { ok(&["."]) }))
         .route("/schemas", get(schemas))
-        .route("/schemas/types", get(|| async { ok(&["JSON", "AVRO"]) }))
+        .route("/schemas/types", get(|| async { ok(&["JSON", "PROTOBUF", "AVRO"]) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(schema_by_id_raw))
         .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
@@ -158,6 +158,7 @@ fn schema_request(body: &[u8], normalize: bool) -> Result<SchemaRequest, ApiErro
         None | Some(Value::Null) => SchemaType::Avro,
         Some(Value::String(t)) if t == "AVRO" => SchemaType::Avro,
         Some(Value::String(t)) if t == "JSON" => SchemaType::Json,
+        Some(Value::String(t)) if t == "PROTOBUF" => SchemaType::Protobuf,
         Some(Value::String(t)) => return Err(ApiError::invalid_schema_type(t)),
         Some(other) => return Err(ApiError::invalid_schema_type(&other.to_string())),
     };
@@ -268,7 +269,8 @@ async fn schema_by_id(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let id = schema_id(&id)?;
-    let schema = registry.schema_by_id(id)?;
+    let mut schema = registry.schema_by_id(id)?;
+    schema.schema = registry.formatted(&schema, params.get("format").map(String::as_str))?;
     let mut body = serde_json::to_value(&schema).map_err(|e| RegistryError::Unavailable(e.to_string()))?;
     if flag(&params, "fetchMaxId")? {
         body["maxId"] = json!(registry.max_id());
@@ -388,7 +390,9 @@ async fn subject_version(
     Path((subject, v)): Path<(String, String)>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    Ok(ok(&registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted")?)?))
+    let mut found = registry.subject_version_including_deleted(&subject, version(&v)?, flag(&params, "deleted")?)?;
+    found.schema = registry.formatted(&found.clone().into(), params.get("format").map(String::as_str))?;
+    Ok(ok(&found))
 }
 
 async fn subject_version_schema(

@@ -512,11 +512,24 @@ impl EmbeddedRegistry {
         Ok(state.referenced_by(subject, found.version))
     }
 
+    /// A schema's text in the `format` a reader asked for: Protobuf's `serialized` is the
+    /// compiled file as a base64 `FileDescriptorProto` (what Confluent's deserializers ask
+    /// for); every other format (and type) is the text as registered.
+    pub fn formatted(&self, schema: &Schema, format: Option<&str>) -> Result<String, RegistryError> {
+        match (schema.schema_type, format) {
+            (SchemaType::Protobuf, Some("serialized")) => {
+                let references = self.reference_texts(&schema.references)?;
+                crate::codec::protobuf::serialized(&schema.schema, &references).map_err(RegistryError::InvalidSchema)
+            }
+            _ => Ok(schema.schema.clone()),
+        }
+    }
+
     /// The texts of the schemas a reference list names, dependencies first.
     pub fn reference_texts(
         &self,
         references: &[crate::registry::types::Reference],
-    ) -> Result<Vec<String>, RegistryError> {
+    ) -> Result<Vec<crate::registry::types::ReferencedSchema>, RegistryError> {
         self.read().reference_texts(references)
     }
 }
@@ -532,6 +545,11 @@ fn confluent_messages(findings: &[compat::Finding], earlier: &[SubjectVersion], 
         for finding in findings.iter().filter(|f| f.version == version) {
             let i = &finding.incompatibility;
             let (reader, writer) = if finding.direction == "backward" { ("new", "old") } else { ("old", "new") };
+            // Protobuf's findings are Confluent's own descriptions, paths `#/Message/1`.
+            if i.location.starts_with("#/") {
+                messages.push(format!("{{errorType:\"{}\", description:\"{}\"}}", i.kind, finding.message()));
+                continue;
+            }
             messages.push(format!(
                 "{{errorType:'{}', description:'The {reader} schema cannot read data written with the {writer} \
                  schema at path '{}'', additionalInfo:'{}'}}",

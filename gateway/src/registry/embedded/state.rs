@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::codec::SchemaType;
 use crate::registry::compat::Mode;
-use crate::registry::types::{Reference, RegistryError, Schema, SubjectVersion};
+use crate::registry::types::{Reference, ReferencedSchema, RegistryError, Schema, SubjectVersion};
 
 /// The key of a registry record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,8 +423,8 @@ impl State {
         self.subject_modes.get(subject).copied()
     }
 
-    /// The texts of the schemas `references` name, dependencies before dependents, for parsing.
-    pub fn reference_texts(&self, references: &[Reference]) -> Result<Vec<String>, RegistryError> {
+    /// The schemas `references` name, dependencies before dependents, for parsing.
+    pub fn reference_texts(&self, references: &[Reference]) -> Result<Vec<ReferencedSchema>, RegistryError> {
         let mut out = Vec::new();
         self.collect_references(references, &mut out, 0)?;
         Ok(out)
@@ -433,7 +433,7 @@ impl State {
     fn collect_references(
         &self,
         references: &[Reference],
-        out: &mut Vec<String>,
+        out: &mut Vec<ReferencedSchema>,
         depth: usize,
     ) -> Result<(), RegistryError> {
         if depth > 32 {
@@ -447,8 +447,8 @@ impl State {
                 ))
             })?;
             self.collect_references(&found.references, out, depth + 1)?;
-            if !out.contains(&found.schema) {
-                out.push(found.schema);
+            if !out.iter().any(|r| r.schema == found.schema) {
+                out.push(ReferencedSchema { name: reference.name.clone(), schema: found.schema });
             }
         }
         Ok(())
