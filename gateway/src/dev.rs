@@ -1,5 +1,5 @@
-//! `sluice dev`: the gateway with an in-memory Kafka, the embedded registry and an example route,
-//! for trying Sluice with nothing installed.
+//! `sluice dev`: the gateway with an in-memory Kafka, the embedded registry and two example
+//! routes (Avro and Protobuf), for trying Sluice with nothing installed.
 //!
 //! The in-memory Kafka is librdkafka's mock cluster: real Kafka protocol, real idempotent
 //! producer, but everything lives in this process and is gone when it exits.
@@ -33,6 +33,10 @@ pub const DEAD_LETTER_TOPIC: &str = "orders.placed.dlq";
 const INBOX_SIZE: usize = 100;
 /// The example route's Avro schema.
 pub const ORDER_PLACED_V1: &str = include_str!("../../deploy/examples/schemas/order-placed-v1.avsc");
+/// The Protobuf example route's topic.
+pub const PROTOBUF_TOPIC: &str = "payments.confirmed";
+/// The Protobuf example route's schema.
+pub const PAYMENT_CONFIRMED_V1: &str = include_str!("../../deploy/examples/schemas/payment-confirmed-v1.proto");
 
 /// A running dev environment; dropping it stops the in-memory cluster.
 #[allow(missing_debug_implementations)] // the mock cluster has no Debug
@@ -47,20 +51,24 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
     let cluster = MockCluster::new(1).context("cannot start the in-memory Kafka cluster")?;
     let registry = RegistryConfig::default();
     cluster.create_topic(TOPIC, 3, 1).context("cannot create the example topic")?;
+    cluster.create_topic(PROTOBUF_TOPIC, 3, 1).context("cannot create the Protobuf example topic")?;
     cluster.create_topic(DEAD_LETTER_TOPIC, 1, 1).context("cannot create the dead letter topic")?;
     cluster.create_topic(&registry.topic, 1, 1).context("cannot create the registry topic")?;
     cluster
         .create_topic(&crate::config::DeliveryConfig::default().topic, 1, 1)
         .context("cannot create the subscriptions topic")?;
     let config = config(cluster.bootstrap_servers(), listen, registry);
-    // The schema is registered before the listener opens, so the first request finds it.
+    // The schemas are registered before the listener opens, so the first request finds them.
     let prepared = Prepared::new(config).await?;
-    prepared
-        .state()
-        .registry
+    let registry = &prepared.state().registry;
+    registry
         .register(&format!("{TOPIC}-value"), Schema::new(SchemaType::Avro, ORDER_PLACED_V1))
         .await
         .context("cannot register the example schema")?;
+    registry
+        .register(&format!("{PROTOBUF_TOPIC}-value"), Schema::new(SchemaType::Protobuf, PAYMENT_CONFIRMED_V1))
+        .await
+        .context("cannot register the Protobuf example schema")?;
     let gateway = prepared.listen_with(inbox()).await?;
     Ok(Dev { gateway, _cluster: cluster })
 }
@@ -106,20 +114,10 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
             librdkafka: Default::default(),
         },
         registry,
-        topics: vec![TopicConfig {
-            name: TOPIC.into(),
-            format: Format::Avro,
-            subject: None,
-            subject_strategy: Default::default(),
-            record: None,
-            schema_version: Default::default(),
-            key: Some("/order_id".into()),
-            ack: Default::default(),
-            unknown_fields: Default::default(),
-            plugins: Vec::new(),
-            on_plugin_error: Default::default(),
-            dead_letter_topic: None,
-        }],
+        topics: vec![
+            example_route(TOPIC, Format::Avro, "/order_id"),
+            example_route(PROTOBUF_TOPIC, Format::Protobuf, "/payment_id"),
+        ],
         plugins: Vec::new(),
         plugin_host: Default::default(),
         admin: None,
@@ -135,9 +133,33 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
     }
 }
 
+fn example_route(name: &str, format: Format, key: &str) -> TopicConfig {
+    TopicConfig {
+        name: name.into(),
+        format,
+        subject: None,
+        subject_strategy: Default::default(),
+        record: None,
+        schema_version: Default::default(),
+        key: Some(key.into()),
+        ack: Default::default(),
+        unknown_fields: Default::default(),
+        plugins: Vec::new(),
+        on_plugin_error: Default::default(),
+        dead_letter_topic: None,
+    }
+}
+
 /// The request the banner suggests; the README shows the same one.
 pub fn curl_example(addr: SocketAddr) -> String {
     format!(
         "curl -s -X POST http://{addr}/v1/topics/{TOPIC}/events \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"order_id\":\"o-1001\",\"customer_id\":\"c-42\",\"total_cents\":1999,\"currency\":\"EUR\",\"placed_at\":\"2026-11-27T10:00:00Z\"}}'"
+    )
+}
+
+/// The Protobuf route's request the banner suggests; the README shows the same one.
+pub fn protobuf_curl_example(addr: SocketAddr) -> String {
+    format!(
+        "curl -s -X POST http://{addr}/v1/topics/{PROTOBUF_TOPIC}/events \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"payment_id\":\"pay-7\",\"order_id\":\"o-1001\",\"amount_cents\":\"1999\",\"currency\":\"EUR\",\"method\":\"CARD\",\"confirmed_at\":\"2026-11-27T10:00:05Z\"}}'"
     )
 }

@@ -332,12 +332,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     std::io::stdout().lock(),
                     "\nSluice dev mode on http://{addr}\n\
                      Kafka: in-memory (librdkafka mock cluster) — events live in this process only.\n\
-                     Route: POST /v1/topics/{topic}/events (Avro, keyed by /order_id)\n\
+                     Routes: POST /v1/topics/{topic}/events (Avro, keyed by /order_id)\n\
+                     \x20       POST /v1/topics/{protobuf_topic}/events (Protobuf, keyed by /payment_id)\n\
                      Registry: http://{addr}/registry (embedded)\n\
                      Webhook inbox: http://{addr}/dev/inbox (subscribe it to try deliveries)\n\n\
-                     Try:\n{curl}\n",
+                     Try:\n{curl}\n{protobuf_curl}\n",
                     topic = sluice::dev::TOPIC,
+                    protobuf_topic = sluice::dev::PROTOBUF_TOPIC,
                     curl = sluice::dev::curl_example(addr),
+                    protobuf_curl = sluice::dev::protobuf_curl_example(addr),
                 );
             }
             shutdown_signal().await;

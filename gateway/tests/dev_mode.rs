@@ -60,6 +60,20 @@ fn dev_mode_serves_the_readme_example() {
         (Some(422), &serde_json::json!("/total_cents"))
     );
 
+    // The Protobuf route's example: JSON in, a partition and an offset back, a pointer when refused.
+    let command = readme_block("dev-curl-protobuf").replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let output = Command::new("sh").args(["-c", &command]).output().expect("curl runs");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON answer");
+    assert!(answer["results"][0]["offset"].is_i64(), "{answer}");
+    assert_eq!(answer["results"][0]["schema_id"], 2, "{answer}");
+    let refused = command.replace("\"amount_cents\":\"1999\"", "\"amount_cents\":\"lots\"");
+    let output = Command::new("sh").args(["-c", &refused]).output().expect("curl runs");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON answer");
+    assert_eq!(
+        (answer["status"].as_u64(), &answer["errors"][0]["pointer"]),
+        (Some(422), &serde_json::json!("/amount_cents"))
+    );
+
     // The schema CI commands of the README, as written, against the dev gateway's registry.
     let schema_ci = readme_block("schema-ci")
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
@@ -72,7 +86,9 @@ fn dev_mode_serves_the_readme_example() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
     assert!(printed.contains("ok: deploy/examples/schemas/order-placed-v2.avsc is compatible"), "{printed}");
-    assert!(printed.contains("with id 2"), "{printed}");
+    assert!(printed.contains("order-placed-v2.avsc under 'orders.placed-value' with id 3"), "{printed}");
+    assert!(printed.contains("ok: deploy/examples/schemas/payment-confirmed-v2.proto is compatible"), "{printed}");
+    assert!(printed.contains("payment-confirmed-v2.proto under 'payments.confirmed-value' with id 4"), "{printed}");
 
     // The README's subscription example, to dev mode's own inbox: the event produced above
     // arrives there, decoded back to JSON and signed.

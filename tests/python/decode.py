@@ -5,8 +5,16 @@ It is the independent reader in Sluice's integration tests: if Confluent's AvroD
 JSONDeserializer, fetching the writer schema by id from the registry, turns our bytes back into
 the event we sent, our wire format and registry API are right.
 
-usage: decode.py BOOTSTRAP TOPIC REGISTRY_URL avro|json COUNT [TIMEOUT_SECONDS]
+usage: decode.py BOOTSTRAP TOPIC REGISTRY_URL avro|json|protobuf:MESSAGE COUNT [TIMEOUT_SECONDS]
+
+Protobuf records are read with ProtobufDeserializer and printed as canonical proto3 JSON
+(MessageToDict's defaults). The message class is compiled from the registry's .proto text of the
+record's schema id (and its references); when the registry also serves the schema in Confluent's
+`serialized` format, the deserializer is given the registry too, and then checks the record's
+message indexes against the writer schema it fetches ("registry_checked": true).
 """
+
+import base64
 
 import datetime
 import decimal
@@ -36,12 +44,42 @@ def plain(value):
     raise TypeError(f"cannot render {type(value)}")
 
 
+class ProtobufReader:
+    """A ProtobufDeserializer per schema id, for the message named on the command line."""
+
+    def __init__(self, client, url, message):
+        self.client, self.url, self.message, self.by_id = client, url, message, {}
+
+    def __call__(self, raw, ctx, schema_id):
+        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+        from google.protobuf import json_format
+        import protobuf_classes
+        if schema_id not in self.by_id:
+            cls = protobuf_classes.classes_for_id(self.client, schema_id)[self.message]
+            try:
+                # A client of its own: clients cache schemas by id, whatever the format.
+                fresh = SchemaRegistryClient({"url": self.url})
+                serialized = fresh.get_schema(schema_id, fmt="serialized").schema_str
+                base64.b64decode(serialized, validate=True)
+                checked = True
+            except Exception:
+                checked = False
+            registry = fresh if checked else None
+            self.by_id[schema_id] = (ProtobufDeserializer(cls, {}, registry), checked)
+        deserializer, checked = self.by_id[schema_id]
+        return json_format.MessageToDict(deserializer(raw, ctx)), checked
+
+
 def main():
     bootstrap, topic, registry, fmt, count = sys.argv[1:6]
     count = int(count)
     timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 30.0
     client = SchemaRegistryClient({"url": registry})
-    if fmt == "avro":
+    protobuf = None
+    if fmt.startswith("protobuf:"):
+        protobuf = ProtobufReader(client, registry, fmt.split(":", 1)[1])
+        deserializer = None
+    elif fmt == "avro":
         deserializer = AvroDeserializer(client)
     else:
         deserializer = JSONDeserializer(None, schema_registry_client=client)
@@ -63,12 +101,18 @@ def main():
         raw = msg.value()
         magic, schema_id = struct.unpack(">bI", raw[:5])
         assert magic == 0, f"magic byte {magic}"
-        value = deserializer(raw, SerializationContext(topic, MessageField.VALUE))
+        ctx = SerializationContext(topic, MessageField.VALUE)
+        line = {}
+        if protobuf is not None:
+            value, line["registry_checked"] = protobuf(raw, ctx, schema_id)
+        else:
+            value = deserializer(raw, ctx)
         key = msg.key().decode() if msg.key() is not None else None
-        print(json.dumps({
+        line.update({
             "partition": msg.partition(), "offset": msg.offset(), "key": key,
             "schema_id": schema_id, "value": value,
-        }, default=plain), flush=True)
+        })
+        print(json.dumps(line, default=plain), flush=True)
         seen += 1
     consumer.close()
     if seen < count:

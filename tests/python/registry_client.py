@@ -1,5 +1,6 @@
 """Drives a schema registry with Confluent's own Python SchemaRegistryClient: register, look up,
-fetch by id, set a subject's compatibility level, test compatibility, and delete. Each step
+fetch by id, set a subject's compatibility level, test compatibility, and delete; then a Protobuf
+schema that imports another subject's file through a reference. Each step
 asserts what Confluent's registry would answer; the script exits non-zero on the first
 difference. Sluice's integration tests point it at the embedded registry.
 
@@ -26,6 +27,13 @@ V2 = dict(V1, fields=V1["fields"] + [
     {"name": "shipping_method", "type": "string", "default": "standard"},
     {"name": "items", "type": {"type": "array", "items": "string"}, "default": []},
 ])
+MONEY = 'syntax = "proto3";\npackage shop;\n\nmessage Money {\n  string currency = 1;\n  int64 units = 2;\n}\n'
+PAYMENT = (
+    'syntax = "proto3";\npackage shop.v1;\n\nimport "shop/money.proto";\n'
+    'import "google/protobuf/timestamp.proto";\n\n'
+    'message PaymentConfirmed {\n  string payment_id = 1;\n  shop.Money amount = 2;\n'
+    '  google.protobuf.Timestamp confirmed_at = 3;\n}\n'
+)
 BROKEN = dict(V1, fields=[f if f["name"] != "total_cents" else {"name": "total_cents", "type": "string"} for f in V1["fields"]])
 
 
@@ -84,7 +92,56 @@ def main():
         raise AssertionError("the subject survived its permanent delete")
     except SchemaRegistryError as error:
         assert error.error_code == 40401, error
+
+    protobuf(url, client, subject)
     print("ok")
+
+
+def protobuf(url, client, subject):
+    from confluent_kafka.schema_registry import SchemaReference
+
+    step("protobuf: register a file, and one that imports it through a reference")
+    money_id = client.register_schema("shop/money.proto", Schema(MONEY, "PROTOBUF"))
+    reference = SchemaReference("shop/money.proto", "shop/money.proto", 1)
+    payment = Schema(PAYMENT, "PROTOBUF", [reference])
+    payment_id = client.register_schema(subject + "-pb", payment)
+    assert payment_id != money_id
+    assert client.register_schema(subject + "-pb", payment) == payment_id
+
+    step("protobuf: read both back as registered, with the reference")
+    fetched = SchemaRegistryClient({"url": url}).get_schema(payment_id)
+    assert (fetched.schema_str, fetched.schema_type) == (PAYMENT, "PROTOBUF"), fetched
+    assert [(r.name, r.subject, r.version) for r in fetched.references] == [("shop/money.proto", "shop/money.proto", 1)]
+    latest = client.get_latest_version(subject + "-pb")
+    assert (latest.schema_id, latest.version, latest.schema.schema_str) == (payment_id, 1, PAYMENT), latest
+    assert client.lookup_schema(subject + "-pb", payment).schema_id == payment_id
+    assert client.get_schema(money_id).schema_str == MONEY
+
+    step("protobuf: compatibility by Confluent's rules")
+    added = PAYMENT.replace("confirmed_at = 3;", "confirmed_at = 3;\n  string note = 4;")
+    retyped = PAYMENT.replace("string payment_id = 1;", "int64 payment_id = 1;")
+    assert client.test_compatibility(subject + "-pb", Schema(added, "PROTOBUF", [reference])) is True
+    assert client.test_compatibility(subject + "-pb", Schema(retyped, "PROTOBUF", [reference])) is False
+    try:
+        client.register_schema(subject + "-pb", Schema(retyped, "PROTOBUF", [reference]))
+        raise AssertionError("registered an incompatible Protobuf schema")
+    except SchemaRegistryError as error:
+        assert error.http_status_code == 409 and "FIELD_SCALAR_KIND_CHANGED" in error.error_message, error
+
+    step("protobuf: a file that does not compile is 42201 with the compiler's message")
+    try:
+        client.register_schema(subject + "-bad", Schema('syntax = "proto3";\nmessage A {\n  strin x = 1;\n}\n', "PROTOBUF"))
+        raise AssertionError("registered a broken .proto")
+    except SchemaRegistryError as error:
+        assert error.http_status_code == 422 and error.error_code == 42201, error
+        assert "strin" in error.error_message and ":3:" in error.error_message, error.error_message
+
+    step("protobuf: the referenced version cannot go while it is referenced")
+    try:
+        client.delete_version("shop/money.proto", 1)
+        raise AssertionError("deleted a referenced version")
+    except SchemaRegistryError as error:
+        assert error.error_code == 42206, error
 
 
 if __name__ == "__main__":

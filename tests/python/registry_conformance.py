@@ -94,7 +94,7 @@ client = SchemaRegistryClient({"url": URL})
 def _():
     assert http("GET", "")[2] == {}, http("GET", "")
     assert client.get_contexts() == ["."], client.get_contexts()
-    assert sorted(client.get_schema_types()) == ["AVRO", "JSON"], client.get_schema_types()
+    assert sorted(client.get_schema_types()) == ["AVRO", "JSON", "PROTOBUF"], client.get_schema_types()
 
 
 @check("a schema comes back byte for byte as registered, through every read")

@@ -1,5 +1,5 @@
-//! A Python venv with Confluent's Kafka client and its Avro and JSON Schema
-//! serializers (independent clients to check Sluice's wire format and
+//! A Python venv with Confluent's Kafka client and its Avro, JSON Schema and
+//! Protobuf serializers (independent clients to check Sluice's wire format and
 //! registry API against) and schemathesis (an API fuzzer).
 
 use std::path::PathBuf;
@@ -9,7 +9,11 @@ use crate::{cache, process};
 
 /// Pinned, so that a test failure means our change, not theirs.
 const PACKAGES: &[&str] = &[
-    "confluent-kafka[avro,json,schemaregistry]==2.16.1",
+    "confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.1",
+    "protobuf==7.36.2",
+    "googleapis-common-protos==1.76.0",
+    // protoc as a Python module: the Protobuf tests compile .proto text into message classes.
+    "grpcio-tools==1.85.1",
     "fastavro==1.13.1",
     "standardwebhooks==1.1.0",
     // The property-based API fuzzer run against the OpenAPI document.

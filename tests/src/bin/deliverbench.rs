@@ -220,7 +220,7 @@ async fn produce(bootstrap: &str, topic: &str, schema_id: u32, events: &[Value],
     let mut in_flight = FuturesUnordered::new();
     for (i, event) in events.iter().enumerate() {
         let payload = codec
-            .encode(schema_id, &sluice::codec::json::Json::from(event), "", true)
+            .encode(schema_id, &sluice::codec::json::Json::from(event), "", true, None)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let key = format!("customer-{:06}", i % keys.max(1));
         let delivery = producer

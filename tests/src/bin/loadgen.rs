@@ -109,7 +109,7 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
             .map(|e| {
                 (
                     e["order_id"].as_str().unwrap_or_default().to_owned(),
-                    codec.encode(schema_id, &sluice::codec::json::Json::from(e), "", true).unwrap_or_default(),
+                    codec.encode(schema_id, &sluice::codec::json::Json::from(e), "", true, None).unwrap_or_default(),
                 )
             })
             .collect(),

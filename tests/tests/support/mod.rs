@@ -122,7 +122,18 @@ impl Env {
 
     /// Registers a schema through the registry's Confluent API and returns its id.
     pub async fn register(&self, subject: &str, schema_type: &str, schema: &str) -> anyhow::Result<u32> {
-        let mut body = json!({ "schema": schema });
+        self.register_with_references(subject, schema_type, schema, json!([])).await
+    }
+
+    /// Registers a schema that refers to others (`[{name, subject, version}]`).
+    pub async fn register_with_references(
+        &self,
+        subject: &str,
+        schema_type: &str,
+        schema: &str,
+        references: Value,
+    ) -> anyhow::Result<u32> {
+        let mut body = json!({ "schema": schema, "references": references });
         if schema_type != "AVRO" {
             body["schemaType"] = json!(schema_type);
         }
