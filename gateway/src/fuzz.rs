@@ -10,6 +10,7 @@
 use crate::codec::SchemaType;
 use crate::codec::avro::AvroEncoder;
 use crate::codec::json_schema::JsonSchemaValidator;
+use crate::codec::protobuf::ProtobufCodec;
 use crate::registry::compat::{Parsed, pair};
 
 /// A fuzz target: takes any bytes, returns for all of them.
@@ -34,6 +35,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wire", wire),
     ("body", body),
     ("config", config),
+    ("protobuf_schema", protobuf_schema),
+    ("protobuf_encode", protobuf_encode),
+    ("protobuf_decode", protobuf_decode),
+    ("protobuf_compat", protobuf_compat),
 ];
 
 /// Splits an input at its first NUL byte: two texts (a schema and a value, two schemas).
@@ -121,6 +126,68 @@ pub fn avro_compat(data: &[u8]) {
 /// The JSON Schema compatibility checker, both ways, and a schema against itself.
 pub fn json_schema_compat(data: &[u8]) {
     compat(SchemaType::Json, data);
+}
+
+/// `.proto` compilation (protox) into a codec and into the compatibility checker's form.
+pub fn protobuf_schema(data: &[u8]) {
+    let Some(schema) = text(data) else { return };
+    let _ = ProtobufCodec::compile(schema, &[]);
+    let _ = Parsed::parse(SchemaType::Protobuf, schema, &[]);
+}
+
+/// JSON → Protobuf for an arbitrary schema and JSON, as the first message: the fast encoder
+/// answers only what `prost-reflect` encodes, with the same message; what encodes decodes to
+/// JSON that encodes to the same message again.
+pub fn protobuf_encode(data: &[u8]) {
+    use prost_reflect::DynamicMessage;
+    let (schema, value) = halves(data);
+    let (Some(schema), Some(value)) = (text(schema), text(value)) else { return };
+    let Ok(codec) = ProtobufCodec::compile(schema, &[]) else { return };
+    let Ok((descriptor, path)) = codec.message(None).cloned() else { return };
+    let Ok(event) = crate::codec::json::parse(value) else { return };
+    for reject_unknown in [true, false] {
+        let mut bytes = Vec::new();
+        let encoded = codec.encode(None, &event, value, reject_unknown, &mut bytes);
+        let mut reference = Vec::new();
+        let by_reference = codec.encode_reference(&descriptor, &path, value, reject_unknown, &mut reference);
+        assert_eq!(
+            encoded.is_ok(),
+            by_reference.is_ok(),
+            "{value}: {encoded:?} but the reference says {by_reference:?}"
+        );
+        if encoded.is_err() {
+            continue;
+        }
+        let message = |bytes: &[u8]| {
+            let (_, used) = crate::codec::protobuf::indexes::read(bytes).expect("indexes");
+            DynamicMessage::decode(descriptor.clone(), &bytes[used..]).expect("what was encoded decodes")
+        };
+        assert_eq!(message(&bytes), message(&reference), "{value}: the fast encoder disagrees");
+        let json = codec.decode_to_json(&bytes).unwrap_or_else(|e| panic!("{value} encoded, does not decode: {e}"));
+        let text = std::str::from_utf8(&json).expect("decoded JSON is UTF-8");
+        let mut again = Vec::new();
+        codec
+            .encode(None, &crate::codec::json::parse(text).expect("decoded JSON parses"), text, true, &mut again)
+            .unwrap_or_else(|e| panic!("{value} → {text} does not encode again: {e:?}"));
+        assert_eq!(message(&again), message(&bytes), "{value} → {text} is another message");
+    }
+}
+
+/// Protobuf → JSON of arbitrary bytes (message indexes included) by an arbitrary schema:
+/// refused or valid JSON.
+pub fn protobuf_decode(data: &[u8]) {
+    let (schema, bytes) = halves(data);
+    let Some(codec) = text(schema).and_then(|s| ProtobufCodec::compile(s, &[]).ok()) else { return };
+    if let Ok(json) = codec.decode_to_json(bytes)
+        && let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&json)
+    {
+        panic!("decoded to invalid JSON ({error}): {}", String::from_utf8_lossy(&json));
+    }
+}
+
+/// The Protobuf compatibility checker, both ways, and a schema against itself.
+pub fn protobuf_compat(data: &[u8]) {
+    compat(SchemaType::Protobuf, data);
 }
 
 /// Confluent framing: split, and what `start` frames splits back.

@@ -124,7 +124,7 @@ impl Codec {
             }
             Codec::Protobuf(codec) => {
                 let mut out = wire::start(schema_id, raw.len());
-                codec.encode(message, raw, reject_unknown, &mut out)?;
+                codec.encode(message, event, raw, reject_unknown, &mut out)?;
                 Ok(out)
             }
         }

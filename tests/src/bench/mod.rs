@@ -53,6 +53,33 @@ pub const SCHEMA: &str = r#"{
   ]
 }"#;
 
+/// [`SCHEMA`]'s shape as a Protobuf message: the same JSON events are valid for both.
+pub const PROTO_SCHEMA: &str = r#"syntax = "proto3";
+package dev.sluice.bench;
+
+message OrderPlaced {
+  string order_id = 1;
+  string customer_id = 2;
+  int64 total_cents = 3;
+  Currency currency = 4;
+  int64 placed_at = 5;
+  optional string channel = 6;
+  string shipping_method = 7;
+  repeated Item items = 8;
+
+  message Item {
+    string sku = 1;
+    int32 quantity = 2;
+    int64 price_cents = 3;
+  }
+  enum Currency {
+    EUR = 0;
+    USD = 1;
+    GBP = 2;
+  }
+}
+"#;
+
 const CURRENCIES: [&str; 3] = ["EUR", "USD", "GBP"];
 
 pub fn event(i: usize) -> Value {
@@ -87,9 +114,18 @@ pub fn raw_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
 /// Registers [`SCHEMA`] for `topic` (subject `{topic}-value`) in the gateway's embedded registry
 /// at `base`; returns its id.
 pub async fn register_schema(http: &reqwest::Client, base: &str, topic: &str) -> anyhow::Result<u32> {
+    register(http, base, topic, json!({ "schema": SCHEMA })).await
+}
+
+/// Registers [`PROTO_SCHEMA`] for `topic` in the gateway's embedded registry.
+pub async fn register_protobuf_schema(http: &reqwest::Client, base: &str, topic: &str) -> anyhow::Result<u32> {
+    register(http, base, topic, json!({ "schema": PROTO_SCHEMA, "schemaType": "PROTOBUF" })).await
+}
+
+async fn register(http: &reqwest::Client, base: &str, topic: &str, body: Value) -> anyhow::Result<u32> {
     let registered: Value = http
         .post(format!("{base}/registry/subjects/{topic}-value/versions"))
-        .body(json!({ "schema": SCHEMA }).to_string())
+        .body(body.to_string())
         .send()
         .await?
         .error_for_status()?

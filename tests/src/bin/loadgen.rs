@@ -3,7 +3,8 @@
 //!
 //! Scenarios, each after a warm-up:
 //! - `gateway-batch`: HTTP requests of 100 events each, from a few concurrent connections (and
-//!   `gateway-batch-noop-plugin`, the same through a route with the no-op plugin);
+//!   `gateway-batch-noop-plugin`, the same through a route with the no-op plugin, and
+//!   `gateway-batch-protobuf`, the same events to a Protobuf route of the same shape);
 //! - `gateway-single`: one event per request, from many concurrent connections;
 //! - `raw-pipelined`: the raw producer with the gateway's settings (idempotent, `acks=all`, zstd,
 //!   linger 5 ms, murmur2) and pre-encoded Avro records, many in flight: the ceiling;
@@ -71,7 +72,8 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let gateway_topic = unique_name("bench-gateway");
     let plugin_topic = unique_name("bench-plugin");
     let raw_topic = unique_name("bench-raw");
-    for topic in [&gateway_topic, &plugin_topic, &raw_topic] {
+    let protobuf_topic = unique_name("bench-protobuf");
+    for topic in [&gateway_topic, &plugin_topic, &raw_topic, &protobuf_topic] {
         kafka.create_topic(topic, PARTITIONS, &[]).await?;
     }
 
@@ -82,7 +84,8 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
              [plugin_host]\ntopic = \"{plugins}\"\n\
              [[plugins]]\nname = \"noop\"\npath = \"{noop}\"\n\
              [[topics]]\nname = \"{gateway_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\n\
-             [[topics]]\nname = \"{plugin_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\nplugins = [\"noop\"]\n",
+             [[topics]]\nname = \"{plugin_topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\nplugins = [\"noop\"]\n\
+             [[topics]]\nname = \"{protobuf_topic}\"\nformat = \"protobuf\"\nkey = \"/order_id\"\n",
             registry = unique_name("_bench_schemas"),
             plugins = unique_name("_bench_plugins"),
             noop = sluice_tests::plugin_wasm("noop").display(),
@@ -95,6 +98,7 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let schema_id = bench::register_schema(&http, &base, &gateway_topic).await?;
     bench::register_schema(&http, &base, &plugin_topic).await?;
+    bench::register_protobuf_schema(&http, &base, &protobuf_topic).await?;
 
     let events: Vec<Value> = (0..20_000).map(event).collect();
     let sizes: usize = events.iter().map(|e| e.to_string().len()).sum();
@@ -120,6 +124,7 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let url = format!("{base}/v1/topics/{gateway_topic}/events");
     let mut outcomes = Vec::new();
     let plugin_url = format!("{base}/v1/topics/{plugin_topic}/events");
+    let protobuf_url = format!("{base}/v1/topics/{protobuf_topic}/events");
     let producer = raw_producer(&bootstrap)?;
     for _ in 0..args.rounds.max(1) {
         outcomes.push(
@@ -131,6 +136,18 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
                 "gateway-batch-noop-plugin",
                 &http,
                 &plugin_url,
+                batches.clone(),
+                BATCH,
+                args.batch_connections,
+                measure,
+            )
+            .await?,
+        );
+        outcomes.push(
+            http_scenario(
+                "gateway-batch-protobuf",
+                &http,
+                &protobuf_url,
                 batches.clone(),
                 BATCH,
                 args.batch_connections,
@@ -225,7 +242,7 @@ fn print_report(args: &Args, outcomes: &[Outcome]) {
     println!("|---|---|---|---|---|---|---|");
     for o in outcomes {
         let concurrency = match o.name {
-            "gateway-batch" | "gateway-batch-noop-plugin" => {
+            "gateway-batch" | "gateway-batch-noop-plugin" | "gateway-batch-protobuf" => {
                 format!("{} connections × {BATCH} events", args.batch_connections)
             }
             "raw-pipelined" => "20000 in flight".to_owned(),
@@ -251,6 +268,8 @@ fn print_report(args: &Args, outcomes: &[Outcome]) {
     println!("throughput with one no-op plugin vs without, per round: {listed}; median {median:+.1}%");
     let (listed, median) = per_round(&without, &ceiling, |a, b| 100.0 * a / b);
     println!("gateway-batch / raw-pipelined throughput, per round: {listed}; median {median:.0}%");
+    let (listed, median) = per_round(&without, &rates("gateway-batch-protobuf"), |a, b| 100.0 * b / a);
+    println!("gateway-batch-protobuf / gateway-batch (Avro) throughput, per round: {listed}; median {median:.0}%");
     if let (Some(single), Some(raw_single)) = (find("gateway-single"), find("raw-single")) {
         println!(
             "gateway-single p99 − raw-single p99: {:+.2} ms (p50 {:+.2} ms)",

@@ -9,6 +9,7 @@
 //! A record's payload is the message-index array ([`indexes`]) that names the message within
 //! the file, then the message's bytes.
 
+mod fast;
 pub mod indexes;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use prost_reflect::{DeserializeOptions, DynamicMessage, FileDescriptor, MessageD
 use protox::file::{File, FileResolver, GoogleFileResolver};
 
 use super::ValueError;
+use super::json::Json;
 use crate::registry::types::ReferencedSchema;
 
 /// The longest `.proto` text Sluice compiles (larger than any real schema file; the parser's
@@ -31,6 +33,8 @@ pub struct ProtobufCodec {
     file: FileDescriptor,
     /// Every message of the file by full name, with its Confluent message indexes.
     messages: HashMap<String, (MessageDescriptor, Vec<i32>)>,
+    /// The produce path's fast encoder (`prost-reflect` is the reference and the fallback).
+    fast: fast::Plan,
 }
 
 impl ProtobufCodec {
@@ -45,7 +49,8 @@ impl ProtobufCodec {
             let indexes = message.path().iter().skip(1).step_by(2).copied().collect();
             messages.insert(message.full_name().to_owned(), (message, indexes));
         }
-        Ok(Self { file, messages })
+        let fast = fast::Plan::new(messages.values().map(|(message, _)| message.clone()));
+        Ok(Self { file, messages, fast })
     }
 
     /// The compiled file (with its imports reachable through its pool).
@@ -74,18 +79,37 @@ impl ProtobufCodec {
         }
     }
 
-    /// Reads one JSON event (proto3's JSON mapping) as `message` and appends its message indexes
-    /// and bytes to `out`. Fields the message does not have are refused when `reject_unknown`,
-    /// else dropped.
+    /// Reads one JSON event (proto3's JSON mapping; `event` is `raw` parsed) as `message` and
+    /// appends its message indexes and bytes to `out`. Fields the message does not have are
+    /// refused when `reject_unknown`, else dropped.
     pub fn encode(
         &self,
         message: Option<&str>,
+        event: &Json<'_>,
         raw: &str,
         reject_unknown: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), ValueError> {
         let (descriptor, path) =
             self.message(message).map_err(|message| ValueError { pointer: String::new(), message })?;
+        let start = out.len();
+        indexes::write(out, path);
+        if self.fast.encode(descriptor.full_name(), event, reject_unknown, out).is_some() {
+            return Ok(());
+        }
+        out.truncate(start);
+        self.encode_reference(descriptor, path, raw, reject_unknown, out)
+    }
+
+    /// [`Self::encode`] through `prost-reflect` alone: what the fast path must agree with.
+    pub fn encode_reference(
+        &self,
+        descriptor: &MessageDescriptor,
+        path: &[i32],
+        raw: &str,
+        reject_unknown: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ValueError> {
         let options = DeserializeOptions::new().deny_unknown_fields(reject_unknown);
         let mut json = serde_json::Deserializer::from_str(raw);
         let mut track = serde_path_to_error::Track::new();
