@@ -132,11 +132,16 @@ async fn a_decimal_schema_of_absurd_precision_is_refused_and_from_a_remote_regis
 
 /// A gateway with an embedded registry, a route for `topic` and a subscription to it (from
 /// the earliest record) posting to `receiver`.
-async fn subscribed(topic: &str, schema: &str, receiver: &Receiver, healthy: &Healthy) -> anyhow::Result<(Env, u32)> {
+async fn subscribed(
+    topic: &str,
+    (format, schema_type, schema): (&str, &str, &str),
+    receiver: &Receiver,
+    healthy: &Healthy,
+) -> anyhow::Result<(Env, u32)> {
     Kafka::shared().create_topic(topic, 1, &[]).await?;
     Kafka::shared().create_topic(&format!("{topic}.dlq"), 1, &[]).await?;
-    let env = Env::start(RegistryKind::Embedded, &format!("{}{}", route(topic, "avro", None), healthy.route())).await?;
-    let id = env.register(&format!("{topic}-value"), "AVRO", schema).await?;
+    let env = Env::start(RegistryKind::Embedded, &format!("{}{}", route(topic, format, None), healthy.route())).await?;
+    let id = env.register(&format!("{topic}-value"), schema_type, schema).await?;
     let body = json!({
         "name": "hostile", "topics": [topic], "url": receiver.url("hostile"), "secrets": [SECRET],
         "start": "earliest", "dead_letter_topic": format!("{topic}.dlq"),
@@ -149,6 +154,16 @@ async fn subscribed(topic: &str, schema: &str, receiver: &Receiver, healthy: &He
 /// Writes `hostile` then a good record straight to the topic; the hostile one must be
 /// dead-lettered with a reason containing `reason`, and the good one delivered after it.
 async fn dead_lettered_then_delivered(schema: &str, hostile: &[u8], good: &[u8], reason: &str) -> anyhow::Result<()> {
+    dead_lettered_then_delivered_as(("avro", "AVRO", schema), hostile, good, reason).await
+}
+
+/// [`dead_lettered_then_delivered`] for a route of any format: `(format, schemaType, schema)`.
+async fn dead_lettered_then_delivered_as(
+    schema: (&str, &str, &str),
+    hostile: &[u8],
+    good: &[u8],
+    reason: &str,
+) -> anyhow::Result<()> {
     let healthy = Healthy::create().await?;
     let receiver = Receiver::start().await?;
     let topic = unique_name("hostile");
@@ -187,6 +202,81 @@ async fn an_array_of_zero_width_items_is_dead_lettered_and_the_next_delivered() 
     // One block claiming 2^62 - 1 nulls, which take no bytes: 10 bytes that would never end.
     let hostile = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
     dead_lettered_then_delivered(schema, &hostile, &[2, 0], "larger than").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protobuf_record_nested_past_the_decoders_limit_is_dead_lettered_and_the_next_delivered() -> anyhow::Result<()>
+{
+    let _deadline = sluice_tests::deadline();
+    let schema = "syntax = \"proto3\";\nmessage Node { Node next = 1; string name = 2; }\n";
+    // Message index 0, then 200 levels of `next` (field 1, length-delimited) around an empty one.
+    let mut nested: Vec<u8> = Vec::new();
+    for _ in 0..200 {
+        let mut outer = vec![0x0a];
+        let mut len = nested.len();
+        while len >= 0x80 {
+            outer.push(u8::try_from(len & 0x7f)? | 0x80);
+            len >>= 7;
+        }
+        outer.push(u8::try_from(len)?);
+        outer.extend_from_slice(&nested);
+        nested = outer;
+    }
+    let mut hostile = vec![0];
+    hostile.extend_from_slice(&nested);
+    dead_lettered_then_delivered_as(("protobuf", "PROTOBUF", schema), &hostile, &[0, 0x12, 1, b'x'], "recursion limit")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_proto_files_are_refused_with_the_compilers_message_and_recursive_ones_checked() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let healthy = Healthy::create().await?;
+    let topic = unique_name("tree-pb");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    let routes = format!("{}{}", route(&topic, "protobuf", None), healthy.route());
+    let env = Env::start(RegistryKind::Embedded, &routes).await?;
+    let subject = format!("{topic}-value");
+    let register = |schema: String| {
+        let request = env
+            .http
+            .post(format!("{}/subjects/{subject}/versions", env.registry_url))
+            .json(&json!({"schema": schema, "schemaType": "PROTOBUF"}));
+        async move {
+            let response = request.send().await?;
+            anyhow::Ok((response.status(), response.json::<Value>().await?))
+        }
+    };
+    // Messages nested 40 deep (protoc stops at 32), a file importing itself, an import of a
+    // file nobody registered.
+    let deep = format!("syntax = \"proto3\";\n{}{}", "message M { ".repeat(40), "}".repeat(40));
+    let cyclic = "syntax = \"proto3\";\nimport \"schema.proto\";\nmessage A { int32 a = 1; }".to_owned();
+    let missing = "syntax = \"proto3\";\nimport \"nowhere/else.proto\";\nmessage A { else.B b = 1; }".to_owned();
+    for (schema, says) in [(deep, "nested"), (cyclic, "schema.proto"), (missing, "nowhere/else.proto")] {
+        let (status, body) = register(schema).await?;
+        assert_eq!((status, &body["error_code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!(42201)), "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.contains(says)), "{says}: {body}");
+    }
+    // A message that holds itself registers, checks against itself and takes events.
+    let tree = "syntax = \"proto3\";\nmessage Node { string name = 1; repeated Node children = 2; }\n".to_owned();
+    assert_eq!(register(tree.clone()).await?.0, StatusCode::OK);
+    let grown = tree.replace("children = 2;", "children = 2; int64 size = 3;");
+    let checked = env
+        .http
+        .post(format!("{}/compatibility/subjects/{subject}/versions/latest", env.registry_url))
+        .json(&json!({"schema": grown, "schemaType": "PROTOBUF"}))
+        .send()
+        .await?;
+    assert_eq!(checked.json::<Value>().await?["is_compatible"], json!(true));
+    let mut deep = json!({"name": "leaf"});
+    for _ in 0..60 {
+        deep = json!({"name": "n", "children": [deep]});
+    }
+    assert_eq!(env.post(&topic, &deep).await?.status, StatusCode::OK);
+    assert_eq!(env.post(&topic, &json!({"name": 1})).await?.status, StatusCode::UNPROCESSABLE_ENTITY);
+    healthy.check(&env, "hostile .proto files").await?;
+    env.gateway.stop().await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

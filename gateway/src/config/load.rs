@@ -350,6 +350,38 @@ mod tests {
     }
 
     #[test]
+    fn a_protobuf_route_names_its_message_under_any_strategy() {
+        let config = load_str(
+            r#"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[topics]]
+            name = "payments"
+            format = "protobuf"
+            message = "shop.v1.PaymentConfirmed"
+            unknown_fields = "ignore"
+            "#,
+            no_env,
+        )
+        .unwrap();
+        let route = crate::route::Route::from(&config.topics[0]);
+        assert_eq!(
+            (route.subject.as_str(), route.message.as_deref()),
+            ("payments-value", Some("shop.v1.PaymentConfirmed"))
+        );
+        assert!(!route.reject_unknown);
+        // Elsewhere `record` still belongs to the record strategies, and JSON Schema keeps its own rule.
+        let problems = load_str(
+            "[kafka]\nbootstrap_servers = \"k\"\n[[topics]]\nname = \"a\"\nformat = \"avro\"\nrecord = \"R\"\n\
+             [[topics]]\nname = \"b\"\nformat = \"json-schema\"\nunknown_fields = \"ignore\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["topics[0].record", "topics[1].unknown_fields"]);
+    }
+
+    #[test]
     fn reports_every_problem_with_its_key_path() {
         let problems = load_str(
             r#"
