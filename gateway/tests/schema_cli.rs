@@ -88,6 +88,54 @@ async fn exercise(registry: &str) {
     assert_eq!(out.status.code(), Some(2), "an unreachable registry is an error, not a verdict: {}", text(&out));
 }
 
+/// `.proto` files: one importing another through `--reference`, checked by Sluice's Protobuf
+/// rules. `registers_removals`: whether the registry itself accepts a removed, reserved field
+/// (Confluent's rules do; Apicurio 3.0.9's refuse any removal).
+async fn exercise_protobuf(registry: &str, registers_removals: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let money = dir.path().join("money.proto");
+    std::fs::write(
+        &money,
+        "syntax = \"proto3\";\npackage shop;\nmessage Money { string currency = 1; int64 units = 2; }\n",
+    )
+    .expect("write");
+    let payment = |name: &str, body: &str| {
+        let path = dir.path().join(format!("{name}.proto"));
+        let text = format!(
+            "syntax = \"proto3\";\npackage shop.v1;\nimport \"shop/money.proto\";\nmessage Payment {{ {body} }}\n"
+        );
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let v1 = payment("v1", "string id = 1; shop.Money amount = 2; string note = 3;");
+    let v2 = payment("v2", "reserved 3; reserved \"note\"; string id = 1; shop.Money amount = 2; string payer = 4;");
+    let retyped = payment("retyped", "int64 id = 1; shop.Money amount = 2; string note = 3;");
+    let (money_subject, subject) = (unique_name("shop.money"), unique_name("payments-value"));
+    let reference = format!("shop/money.proto={money_subject}:1");
+    let run = |command: &str, subject: &str, extra: &[&str], file: &str| {
+        let mut args = vec!["schema", command, "--registry", registry, "--subject", subject];
+        args.extend(extra);
+        args.push(file);
+        sluice(&args)
+    };
+    let out = run("register", &money_subject, &[], &money.display().to_string());
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run("check", &subject, &[], &v1);
+    assert!(!out.status.success(), "the import needs its reference: {}", text(&out));
+    assert!(text(&out).contains("shop/money.proto"), "{}", text(&out));
+    let out = run("register", &subject, &["--reference", &reference], &v1);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run("check", &subject, &["--reference", &reference], &v2);
+    assert_eq!(out.status.code(), Some(0), "added, and removed with its number reserved: {}", text(&out));
+    let out = run("check", &subject, &["--reference", &reference, "--compatibility", "FULL"], &retyped);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("FIELD_SCALAR_KIND_CHANGED at #/Payment/1"), "{}", text(&out));
+    if registers_removals {
+        let out = run("register", &subject, &["--reference", &reference], &v2);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_check_and_register_against_the_embedded_registry() {
     let _deadline = sluice_tests::deadline();
@@ -102,6 +150,7 @@ async fn schema_check_and_register_against_the_embedded_registry() {
     .expect("config");
     let gateway = sluice::Gateway::start(config).await.expect("gateway starts");
     exercise(&format!("http://{}/registry", gateway.addr())).await;
+    exercise_protobuf(&format!("http://{}/registry", gateway.addr()), true).await;
     gateway.stop().await.expect("gateway stops");
 }
 
@@ -110,4 +159,5 @@ async fn schema_check_and_register_against_apicurio() {
     let _deadline = sluice_tests::deadline();
     let url = tokio::task::spawn_blocking(|| Apicurio::shared().ccompat_url()).await.expect("apicurio");
     exercise(&url).await;
+    exercise_protobuf(&url, false).await;
 }
