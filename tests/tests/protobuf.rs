@@ -179,6 +179,26 @@ async fn records_from_confluents_protobuf_serializer_reach_a_webhook_as_canonica
         assert_eq!(delivery.json(), event["value"], "{key}: the message that was written");
     }
     assert_eq!(record_count(&env.bootstrap, &dlq).await?, 0, "nothing was dead-lettered");
+    // The serializer registered base64 descriptors; the registry answers .proto text, as
+    // Confluent's does, and the import under its path.
+    let latest: Value = env
+        .http
+        .get(format!("{}/subjects/{topic}-value/versions/latest", env.registry_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let text = latest["schema"].as_str().unwrap_or_default();
+    assert!(text.starts_with("syntax = \"proto3\";") && text.contains("message OrderPlaced {"), "{latest}");
+    assert_eq!(latest["references"][0]["name"], "shop/money.proto", "{latest}");
+    let money: Value = env
+        .http
+        .get(format!("{}/subjects/shop%2Fmoney.proto/versions/1", env.registry_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(money["schema"].as_str().is_some_and(|s| s.contains("message Money {")), "{money}");
     env.gateway.stop().await?;
     Ok(())
 }

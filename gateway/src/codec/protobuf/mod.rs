@@ -11,6 +11,7 @@
 
 mod fast;
 pub mod indexes;
+mod print;
 
 use std::collections::HashMap;
 
@@ -183,6 +184,39 @@ pub fn compile(schema: &str, references: &[ReferencedSchema]) -> Result<FileDesc
 pub fn serialized(schema: &str, references: &[ReferencedSchema]) -> Result<String, String> {
     let file = compile(schema, references)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(file.file_descriptor_proto().encode_to_vec()))
+}
+
+/// Schema text as the registry keeps it: a base64 descriptor becomes `.proto` text (as
+/// Confluent's registry prints it) when it prints and compiles back to the same descriptor;
+/// anything else is kept as given.
+pub fn as_text(schema: &str, references: &[ReferencedSchema]) -> String {
+    let printed = || -> Option<String> {
+        let descriptor = serialized_descriptor(schema)?;
+        let text = print::print(&descriptor)?;
+        let original = compile(schema, references).ok()?.file_descriptor_proto().clone();
+        let again = compile(&text, references).ok()?.file_descriptor_proto().clone();
+        (comparable(original) == comparable(again)).then_some(text)
+    };
+    printed().unwrap_or_else(|| schema.to_owned())
+}
+
+/// A descriptor without what differs between a compiled `.proto` and a serializer's descriptor
+/// of the same file: its name, source positions, and JSON names protoc derives anyway.
+fn comparable(
+    mut file: prost_reflect::prost_types::FileDescriptorProto,
+) -> prost_reflect::prost_types::FileDescriptorProto {
+    fn message(m: &mut prost_reflect::prost_types::DescriptorProto) {
+        for field in &mut m.field {
+            if field.json_name.as_deref().is_some_and(|j| j == print::default_json_name(field.name())) {
+                field.json_name = None;
+            }
+        }
+        m.nested_type.iter_mut().for_each(message);
+    }
+    file.name = None;
+    file.source_code_info = None;
+    file.message_type.iter_mut().for_each(message);
+    file
 }
 
 /// One file from schema text: `.proto` source, or a base64 `FileDescriptorProto`.

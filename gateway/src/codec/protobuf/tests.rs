@@ -396,3 +396,49 @@ fn the_fast_encoder_agrees_with_prost_reflect() {
                     "ts": "2026-12-01T10:00:00Z"}"#;
     assert!(codec.fast.encode("t.All", &crate::codec::json::parse(plain).unwrap(), true, &mut Vec::new()).is_some());
 }
+
+/// A descriptor registered in base64 reads back as `.proto` text that compiles to the same
+/// descriptor; one the printer cannot write faithfully stays base64.
+#[test]
+fn serialized_descriptors_are_printed_back_as_proto_text() {
+    use base64::Engine as _;
+    use prost_reflect::prost::Message as _;
+    let money = ReferencedSchema {
+        name: "shop/money.proto".into(),
+        schema: "syntax = \"proto3\"; package shop; message Money { string currency = 1; }".into(),
+    };
+    let files = [
+        ORDER.to_owned(),
+        EVERYTHING.to_owned(),
+        "syntax = \"proto2\";\npackage p.q;\noption java_package = \"dev.p\";\noption go_package = \"example.com/p\";\n\
+         message A { required int32 a = 1; optional string b = 2 [deprecated = true]; repeated int32 c = 3 [packed = true];\n\
+         oneof o { string d = 4; A e = 5; } reserved 8, 10 to 12, 100 to max; reserved \"x\", \"y\";\n\
+         enum Kind { option allow_alias = true; K0 = 0; K1 = 1; KA = 1; reserved 5 to 7; reserved \"K9\"; } }\n\
+         service S { rpc Get(A) returns (stream A); }\n"
+            .to_owned(),
+        "syntax = \"proto3\";\nimport \"shop/money.proto\";\nimport public \"google/protobuf/timestamp.proto\";\n\
+         message P { .shop.Money m = 1; map<string, .shop.Money> by = 2; optional int64 n = 3 [json_name = \"count\"];\n\
+         message Q { message R { bool deep = 1; } R r = 1; } Q q = 4; google.protobuf.Timestamp t = 5; }\n"
+            .to_owned(),
+    ];
+    for text in &files {
+        let references = if text.contains("money") { vec![money.clone()] } else { vec![] };
+        let file = compile(text, &references).unwrap();
+        let base64 = base64::engine::general_purpose::STANDARD.encode(file.file_descriptor_proto().encode_to_vec());
+        let printed = as_text(&base64, &references);
+        assert!(printed.starts_with("syntax = "), "{text}\nwas not printed: {printed}");
+        let again = compile(&printed, &references).unwrap_or_else(|e| panic!("{printed}\ndoes not compile: {e}"));
+        assert_eq!(
+            comparable(again.file_descriptor_proto().clone()),
+            comparable(file.file_descriptor_proto().clone()),
+            "{printed}"
+        );
+    }
+    // Extensions are not printed: the descriptor stays as it was sent.
+    let extended = "syntax = \"proto2\"; message A { extensions 100 to 200; } extend A { optional int32 x = 100; }";
+    let file = compile(extended, &[]).unwrap();
+    let base64 = base64::engine::general_purpose::STANDARD.encode(file.file_descriptor_proto().encode_to_vec());
+    assert_eq!(as_text(&base64, &[]), base64);
+    // Text is kept as it was written.
+    assert_eq!(as_text(ORDER, &[]), ORDER);
+}

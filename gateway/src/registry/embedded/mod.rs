@@ -73,6 +73,7 @@ impl EmbeddedRegistry {
         id: Option<u32>,
         version: Option<u32>,
     ) -> Result<SubjectVersion, RegistryError> {
+        let schema = self.as_text(schema);
         // Known already: answered from memory, without the writer (serializers with
         // `auto.register.schemas` register on every start), and in any mode, as Confluent does.
         if let Some(existing) = self.read().lookup(subject, &schema, false)
@@ -193,11 +194,24 @@ impl EmbeddedRegistry {
         schema: &Schema,
         include_deleted: bool,
     ) -> Result<SubjectVersion, RegistryError> {
+        let schema = self.as_text(schema.clone());
         let state = self.read();
         if !state.has_subject(subject, include_deleted) {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
-        state.lookup(subject, schema, include_deleted).ok_or(RegistryError::SchemaNotFound(0))
+        state.lookup(subject, &schema, include_deleted).ok_or(RegistryError::SchemaNotFound(0))
+    }
+
+    /// A Protobuf schema sent as a base64 descriptor, as `.proto` text (see
+    /// `codec::protobuf::as_text`); other schemas as they are.
+    fn as_text(&self, mut schema: Schema) -> Schema {
+        if schema.schema_type == SchemaType::Protobuf
+            && crate::codec::protobuf::serialized_descriptor(&schema.schema).is_some()
+            && let Ok(references) = self.reference_texts(&schema.references)
+        {
+            schema.schema = crate::codec::protobuf::as_text(&schema.schema, &references);
+        }
+        schema
     }
 
     /// Sets the global (`None`) or a subject's compatibility level.
