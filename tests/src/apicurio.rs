@@ -63,8 +63,12 @@ impl Apicurio {
     /// # }
     /// ```
     pub async fn start() -> anyhow::Result<Self> {
-        let started = Instant::now();
         let home = tokio::task::spawn_blocking(assemble).await??;
+        process::retry_if_port_taken("Apicurio Registry", async || Self::start_in(&home).await).await
+    }
+
+    async fn start_in(home: &Path) -> anyhow::Result<Self> {
+        let started = Instant::now();
         let dir = process::scratch_dir("apicurio")?;
         let [port, management_port] = process::free_ports()?;
         let mut cmd = Command::new("java");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::process::{Process, free_ports, scratch_dir};
+use crate::process::{Process, free_ports, retry_if_port_taken, scratch_dir};
 
 /// How long a gateway may take to answer `/readyz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -48,6 +48,11 @@ impl GatewayProcess {
         config: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let binary = binary.as_ref();
+        retry_if_port_taken("a sluice gateway", async || Self::start_once(name, binary, config, env).await).await
+    }
+
+    async fn start_once(name: &'static str, binary: &Path, config: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = scratch_dir("sluice")?;
         let [port] = free_ports::<1>()?;
         let path = dir.path().join("sluice.toml");
@@ -55,7 +60,7 @@ impl GatewayProcess {
             .with_context(|| format!("writing {}", path.display()))?;
         let mut gateway = Self {
             name,
-            binary: binary.as_ref().to_owned(),
+            binary: binary.to_owned(),
             config: path,
             log: dir.path().join("sluice.log"),
             base: format!("http://127.0.0.1:{port}"),

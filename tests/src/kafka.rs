@@ -102,6 +102,10 @@ impl Kafka {
     }
 
     async fn start_inner(secured: Secured) -> anyhow::Result<Self> {
+        process::retry_if_port_taken("Kafka", async || Self::start_once(secured.clone()).await).await
+    }
+
+    async fn start_once(secured: Secured) -> anyhow::Result<Self> {
         let started = Instant::now();
         let lib = tokio::task::spawn_blocking(assemble).await??;
         let dir = process::scratch_dir("kafka")?;
@@ -308,6 +312,7 @@ fn new_cluster_id() -> String {
 pub const SASL_USERS: [(&str, &str); 2] = [("sluice-plain", "plain-secret"), ("sluice-scram", "scram-secret")];
 
 /// The listener a broker has beside its plain one.
+#[derive(Clone)]
 enum Secured {
     None,
     Sasl,

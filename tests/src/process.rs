@@ -236,9 +236,38 @@ impl LogWatcher {
     }
 }
 
+/// Runs `start`, which binds ports [`free_ports`] found, again (three times in all) when it
+/// failed because another process took one of them before the service bound it: the broker, a
+/// gateway or a test's own listener starting at the same moment (it happened to Apicurio's
+/// port in a full run). Any other failure is returned at once.
+pub(crate) async fn retry_if_port_taken<T>(
+    what: &str,
+    mut start: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1.. {
+        match start().await {
+            Err(error) if attempt < ATTEMPTS && port_taken(&error) => {
+                eprintln!("sluice-tests: {what} lost a port to another process (attempt {attempt}); starting again");
+            }
+            result => return result,
+        }
+    }
+    unreachable!("the loop returns by its last attempt")
+}
+
+/// Whether a service's start failed on a port in use (the messages of Java's `BindException`,
+/// Quarkus and the OS, as they appear in the service log quoted in the error).
+fn port_taken(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    ["Address already in use", "seems to be in use by another process", "BindException"]
+        .iter()
+        .any(|marker| text.contains(marker))
+}
+
 /// `N` distinct free TCP ports on 127.0.0.1. All are held open until
 /// all are found, so they differ; another process may still take one before
-/// the service binds it, which is unlikely enough for tests.
+/// the service binds it: start services through [`retry_if_port_taken`].
 pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| TcpListener::bind(("127.0.0.1", 0)))
@@ -295,4 +324,41 @@ fn sweep_dead(root: &Path) {
 fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_start_that_lost_its_port_runs_again_and_other_failures_do_not() {
+        let mut calls = 0;
+        let started = retry_if_port_taken("a service", async || {
+            calls += 1;
+            if calls == 1 {
+                anyhow::bail!("exited before it was ready; log: Port 40565 seems to be in use by another process.")
+            }
+            Ok(calls)
+        })
+        .await;
+        assert_eq!(started.ok(), Some(2));
+
+        let mut calls = 0;
+        let failed: anyhow::Result<()> = retry_if_port_taken("a service", async || {
+            calls += 1;
+            anyhow::bail!("java.net.BindException: Address already in use")
+        })
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(calls, 3, "three attempts in all");
+
+        let mut calls = 0;
+        let failed: anyhow::Result<()> = retry_if_port_taken("a service", async || {
+            calls += 1;
+            anyhow::bail!("the jar is missing")
+        })
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(calls, 1, "other failures are not retried");
+    }
 }
