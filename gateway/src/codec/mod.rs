@@ -40,6 +40,16 @@ impl std::fmt::Display for SchemaType {
     }
 }
 
+/// The message of a panic caught in a dependency's parser (apache-avro, prost-reflect), which
+/// Sluice answers as an invalid schema.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
 /// Why an event does not fit its schema: where (an RFC 6901 pointer) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError {

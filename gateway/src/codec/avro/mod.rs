@@ -199,14 +199,7 @@ pub fn parse_schema(text: &str, references: &[String]) -> Result<(Schema, Vec<Sc
     match parsed {
         Ok(Ok(parsed)) => Ok(parsed),
         Ok(Err(error)) => Err(error.to_string()),
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            Err(format!("the schema cannot be parsed ({why})"))
-        }
+        Err(panic) => Err(format!("the schema cannot be parsed ({})", super::panic_message(&*panic))),
     }
 }
 

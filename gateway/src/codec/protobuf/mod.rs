@@ -173,10 +173,16 @@ pub fn compile(schema: &str, references: &[ReferencedSchema]) -> Result<FileDesc
         files.insert(reference.name.clone(), file(&reference.name, &reference.schema)?);
     }
     files.insert(name.to_owned(), file(name, schema)?);
-    let mut compiler = protox::Compiler::with_file_resolver(Files { files, google: GoogleFileResolver::new() });
-    compiler.open_file(name).map_err(|e| compiler_message(&e))?;
-    let pool = compiler.descriptor_pool();
-    pool.get_file_by_name(name).ok_or_else(|| "the compiler lost the schema's file".into())
+    // prost-reflect 0.16 panics on some hostile descriptors instead of answering an error (the
+    // `protobuf_encode` fuzz target found one: a base64 descriptor of three bytes, kept in
+    // `tests/fuzz/regressions/protobuf_encode/`): such a schema is invalid like any other.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut compiler = protox::Compiler::with_file_resolver(Files { files, google: GoogleFileResolver::new() });
+        compiler.open_file(name).map_err(|e| compiler_message(&e))?;
+        let pool = compiler.descriptor_pool();
+        pool.get_file_by_name(name).ok_or_else(|| "the compiler lost the schema's file".to_owned())
+    }))
+    .unwrap_or_else(|panic| Err(format!("the schema cannot be compiled ({})", super::panic_message(&*panic))))
 }
 
 /// A schema in Confluent's `serialized` format: its compiled file as a base64

@@ -442,3 +442,10 @@ fn serialized_descriptors_are_printed_back_as_proto_text() {
     // Text is kept as it was written.
     assert_eq!(as_text(ORDER, &[]), ORDER);
 }
+
+#[test]
+fn a_descriptor_that_makes_prost_reflect_panic_is_an_invalid_schema() {
+    // Found by the `protobuf_encode` fuzz target: base64 of `62 01 08`.
+    let error = ProtobufCodec::compile("YgEI", &[]).unwrap_err();
+    assert!(error.contains("cannot be compiled"), "{error}");
+}
