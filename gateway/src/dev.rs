@@ -130,6 +130,12 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
         auth: None,
         limits: Default::default(),
         telemetry: Default::default(),
+        // librdkafka's mock cluster has transactions but no last stable offset, which the
+        // cluster-wide claim protocol waits on: keys are remembered by this one process.
+        exactly_once: crate::config::ExactlyOnceConfig {
+            idempotency: crate::config::IdempotencyScope::Replica,
+            ..Default::default()
+        },
     }
 }
 

@@ -9,17 +9,18 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
 use crate::config::ListenerTlsConfig;
+use crate::config::{Config, IdempotencyScope};
 use crate::deliver::Deliveries;
 use crate::deliver::Deps;
 use crate::deliver::guard::{Guard, GuardedResolver};
 use crate::deliver::seal::Sealer;
-use crate::http::{AppState, app};
+use crate::http::{AppState, Claims, Keys, app};
 use crate::kafka::client_config;
 use crate::kafka::log::CompactedLog;
 use crate::kafka::producer::Producer;
 use crate::kafka::topics::Topics;
+use crate::kafka::transactions::Transactions;
 use crate::plugin::store::Plugins;
 use crate::plugin::{EngineLimits, PluginHost};
 use crate::produce::Pipeline;
@@ -255,18 +256,45 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let deliveries = start_deliveries(config, &producer, &schemas, &plugins, &tracing).await?;
     let routes = Arc::new(routes(&config.topics));
     let auth = crate::auth::Auth::new(config.auth.as_ref()).await.map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
+    let transactions = Transactions::new(&config.kafka, &config.exactly_once);
+    let idempotency = idempotency(config, &transactions).await?;
     Ok(AppState {
         http: config.http.clone(),
         routes: routes.clone(),
-        pipeline: Pipeline { producer, topics, schemas, routes, plugins: plugins.clone(), tracing },
+        pipeline: Pipeline { producer, topics, schemas, routes, plugins: plugins.clone(), tracing, transactions },
         registry,
         plugins,
         deliveries,
         gate: Arc::new(crate::http::Gate { auth: Arc::new(auth), limits: crate::http::Limits::new(&config.limits) }),
-        idempotency: crate::http::Idempotency::new(
-            Duration::from_secs(config.http.idempotency_window_s),
-            config.http.idempotency_max_bytes,
-        ),
+        idempotency,
+    })
+}
+
+/// Where `Idempotency-Key` answers are kept; in the cluster, every transactional id of this
+/// replica is fenced first, so that what its previous incarnation left open is aborted.
+async fn idempotency(config: &Config, transactions: &Arc<Transactions>) -> anyhow::Result<Option<Keys>> {
+    let window = Duration::from_secs(config.http.idempotency_window_s);
+    if window.is_zero() {
+        return Ok(None);
+    }
+    let max_bytes = config.http.idempotency_max_bytes;
+    Ok(match config.exactly_once.idempotency {
+        IdempotencyScope::Replica => crate::http::Idempotency::new(window, max_bytes).map(Keys::Replica),
+        IdempotencyScope::Cluster => {
+            transactions.fence_previous();
+            let eo = &config.exactly_once;
+            let claims = Claims::start(
+                &client_config(&config.kafka),
+                &eo.idempotency_topic,
+                eo.idempotency_partitions,
+                window,
+                max_bytes,
+                transactions.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the idempotency topic {}: {e}", eo.idempotency_topic))?;
+            Some(Keys::Cluster(claims))
+        }
     })
 }
 

@@ -19,6 +19,26 @@ const READY_POLL: Duration = Duration::from_millis(5);
 /// How long a clean shutdown may take before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// The debug `sluice` binary, built now if it is not up to date (a no-op when it is).
+pub fn debug_binary() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--locked", "-p", "sluice", "--bin", "sluice", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+        .status()
+        .context("running cargo build for the sluice binary")?;
+    anyhow::ensure!(status.success(), "cargo build of the sluice binary failed ({status})");
+    // Tests run from `target/debug/deps/`; binaries are one level up.
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("sluice"))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| format!("no sluice binary beside or above {}", exe.display()))?;
+    Ok(binary)
+}
+
 /// A `sluice serve` process on a free loopback port. Dropping it kills the process.
 #[derive(Debug)]
 pub struct GatewayProcess {

@@ -506,6 +506,66 @@ fn consume_blocking(
     Ok(messages)
 }
 
+/// Which records a reader sees of a transactional topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only records of committed transactions (and non-transactional ones), up to the last
+    /// stable offset.
+    ReadCommitted,
+    /// Everything written, aborted transactions included, up to the high watermark.
+    ReadUncommitted,
+}
+
+/// Every record of a topic, read to the end of each partition (as far as `isolation` lets a
+/// reader go): what a consumer started now would see. Transaction markers take offsets but are
+/// not records, so this counts records where watermarks cannot.
+pub async fn read_to_end(bootstrap: &str, topic: &str, isolation: Isolation) -> anyhow::Result<Vec<OwnedMessage>> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let consumer: BaseConsumer = client_config(&bootstrap)
+            .set("group.id", crate::unique_name("sluice-tests-read-to-end"))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set(
+                "isolation.level",
+                if isolation == Isolation::ReadCommitted { "read_committed" } else { "read_uncommitted" },
+            )
+            .create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .with_context(|| format!("no metadata for topic {topic}"))?
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut assignment = TopicPartitionList::new();
+        for partition in &partitions {
+            assignment.add_partition_offset(&topic, *partition, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
+        let mut messages = Vec::new();
+        while !open.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            anyhow::ensure!(!left.is_zero(), "{topic}: partitions {open:?} were not read to their end in time");
+            match consumer.poll(left.min(Duration::from_millis(200))) {
+                Some(Ok(message)) => messages.push(message.detach()),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    open.remove(&partition);
+                }
+                Some(Err(error)) => eprintln!("sluice-tests: reading {topic}: {error}"),
+                None => {}
+            }
+        }
+        Ok(messages)
+    })
+    .await?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,8 +48,8 @@ mod shared;
 
 pub use apicurio::Apicurio;
 pub use cache::cache_dir;
-pub use gateway::GatewayProcess;
-pub use kafka::{Kafka, SASL_USERS, consume_all};
+pub use gateway::{GatewayProcess, debug_binary};
+pub use kafka::{Isolation, Kafka, SASL_USERS, consume_all, read_to_end};
 pub use plugins::plugin_wasm;
 pub use python::python;
 

@@ -14,8 +14,8 @@ use serde_path_to_error::Segment;
 
 use super::subscription::SubscriptionSpec;
 use super::{
-    AdminConfig, AuthConfig, Config, DeliveryConfig, HttpConfig, KafkaConfig, LimitsConfig, PluginConfig,
-    PluginHostConfig, RegistryConfig, TelemetryConfig, TopicConfig, validate, vars,
+    AdminConfig, AuthConfig, Config, DeliveryConfig, ExactlyOnceConfig, HttpConfig, KafkaConfig, LimitsConfig,
+    PluginConfig, PluginHostConfig, RegistryConfig, TelemetryConfig, TopicConfig, validate, vars,
 };
 
 /// One thing wrong with a configuration, at a key path like `topics[1].key` (empty for the file).
@@ -78,11 +78,13 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     let limits = section::<LimitsConfig>(&mut root, "limits", &mut problems).or_else(|| Some(LimitsConfig::default()));
     let telemetry =
         section::<TelemetryConfig>(&mut root, "telemetry", &mut problems).or_else(|| Some(TelemetryConfig::default()));
+    let exactly_once = section::<ExactlyOnceConfig>(&mut root, "exactly_once", &mut problems)
+        .or_else(|| Some(ExactlyOnceConfig::default()));
     for key in root.keys() {
         problems.push(Problem::new(
             key.clone(),
             "unknown section (expected http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, \
-             delivery, auth, limits or telemetry)",
+             delivery, auth, limits, telemetry or exactly_once)",
         ));
     }
 
@@ -122,9 +124,25 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     if let Some(telemetry) = &telemetry {
         validate::telemetry(telemetry, &mut problems);
     }
+    if let (Some(exactly_once), Some(kafka)) = (&exactly_once, &kafka) {
+        validate::exactly_once(exactly_once, kafka, &mut problems);
+    }
 
-    let sections =
-        (http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, delivery, auth, limits, telemetry);
+    let sections = (
+        http,
+        kafka,
+        registry,
+        topics,
+        plugins,
+        plugin_host,
+        admin,
+        subscriptions,
+        delivery,
+        auth,
+        limits,
+        telemetry,
+        exactly_once,
+    );
     match sections {
         (
             Some(http),
@@ -139,6 +157,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             Some(auth),
             Some(limits),
             Some(telemetry),
+            Some(exactly_once),
         ) if problems.is_empty() => {
             let config = Config {
                 http,
@@ -153,6 +172,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
                 auth,
                 limits,
                 telemetry,
+                exactly_once,
             };
             validate::internal_topics(&config, &mut problems);
             if problems.is_empty() { Ok(config) } else { Err(problems) }

@@ -55,12 +55,19 @@ pub struct Config {
     /// Trace export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Kafka transactions: atomic batches and `Idempotency-Key` ingest honoured on every replica.
+    #[serde(default)]
+    pub exactly_once: ExactlyOnceConfig,
 }
 
 impl Config {
     /// The topics this gateway keeps its own state in.
     pub fn internal_topics(&self) -> InternalTopics {
-        let mut names = vec![self.delivery.topic.clone(), self.plugin_host.topic.clone()];
+        let mut names = vec![
+            self.delivery.topic.clone(),
+            self.plugin_host.topic.clone(),
+            self.exactly_once.idempotency_topic.clone(),
+        ];
         if self.registry.is_embedded() {
             names.push(self.registry.topic.clone());
         }
@@ -402,6 +409,81 @@ fn default_max_upload_bytes() -> usize {
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &"<redacted>").finish()
+    }
+}
+
+/// `[exactly_once]`: the transactional producers behind atomic batches and cluster-wide
+/// `Idempotency-Key`s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExactlyOnceConfig {
+    /// This replica's stable name: its transactional producers are `sluice-tx-{replica_id}-{n}`,
+    /// so a replica that restarts under the same name fences (and aborts the transactions of)
+    /// its previous incarnation at once. Two live replicas must not share it. Default
+    /// `{host name}-{process id}`: stable across restarts of a container whose first process is
+    /// Sluice (a pod restarting in place), unique among processes on one host.
+    pub replica_id: String,
+    /// Transactional producers per replica: the most atomic or `Idempotency-Key` requests this
+    /// replica runs at once; more wait for one (see `acquire_timeout_ms`). Default 4.
+    pub producers: usize,
+    /// How long a request waits for a free transactional producer before 503. Default 5000 ms.
+    pub acquire_timeout_ms: u64,
+    /// Kafka's `transaction.timeout.ms`: an open transaction of a replica that died is aborted by
+    /// the broker after this long (sooner if the replica comes back under the same
+    /// `replica_id`), and until then it holds back `read_committed` readers of its partitions.
+    /// Default 10000 ms.
+    pub transaction_timeout_ms: u64,
+    /// `"cluster"` (default): `Idempotency-Key` outcomes are recorded in Kafka, in the same
+    /// transaction as the events, and honoured by every replica. `"replica"`: answers are kept
+    /// in the serving replica's memory only (no transaction per request; a retry reaching another
+    /// replica is produced again).
+    pub idempotency: IdempotencyScope,
+    /// The compacted topic that records `Idempotency-Key` claims and outcomes. Default
+    /// `_sluice_idempotency`.
+    pub idempotency_topic: String,
+    /// Its partition count when Sluice creates it: claims on one partition are decided one
+    /// transaction at a time. Default 16.
+    pub idempotency_partitions: i32,
+}
+
+/// `{host}-{pid}`, with a counter after the first gateway configured in one process (tests
+/// run several), and only the characters a transactional id should have.
+fn default_replica_id() -> String {
+    static CONFIGURED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice".into());
+    let host: String =
+        host.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).take(150).collect();
+    let pid = std::process::id();
+    match CONFIGURED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{host}-{pid}"),
+        n => format!("{host}-{pid}-{n}"),
+    }
+}
+
+/// Where `Idempotency-Key` answers are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyScope {
+    Cluster,
+    Replica,
+}
+
+impl Default for ExactlyOnceConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: default_replica_id(),
+            producers: 4,
+            acquire_timeout_ms: 5000,
+            transaction_timeout_ms: 10_000,
+            idempotency: IdempotencyScope::Cluster,
+            idempotency_topic: "_sluice_idempotency".into(),
+            idempotency_partitions: 16,
+        }
     }
 }
 

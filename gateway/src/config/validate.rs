@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use super::subscription::SubscriptionSpec;
 use super::{
-    AdminConfig, DeliveryConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig, PluginHostConfig,
-    Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TelemetryConfig, TopicConfig, UnknownFields,
+    AdminConfig, DeliveryConfig, ExactlyOnceConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig,
+    PluginHostConfig, Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TelemetryConfig, TopicConfig,
+    UnknownFields,
 };
 
 /// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
@@ -61,6 +62,35 @@ pub(super) fn http(http: &HttpConfig, problems: &mut Vec<Problem>) {
     }
     if http.idempotency_window_s > 0 && http.idempotency_max_bytes == 0 {
         problems.push(Problem::new("http.idempotency_max_bytes", "must be greater than 0 while the window is on"));
+    }
+}
+
+pub(super) fn exactly_once(config: &ExactlyOnceConfig, kafka: &KafkaConfig, problems: &mut Vec<Problem>) {
+    let key = |field: &str| format!("exactly_once.{field}");
+    if config.replica_id.is_empty()
+        || config.replica_id.len() > 200
+        || !config.replica_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        problems.push(Problem::new(key("replica_id"), "must be 1-200 characters of letters, digits, '.', '_' or '-'"));
+    }
+    if config.producers == 0 || config.producers > 256 {
+        problems.push(Problem::new(key("producers"), "must be between 1 and 256"));
+    }
+    if config.acquire_timeout_ms == 0 {
+        problems.push(Problem::new(key("acquire_timeout_ms"), "must be greater than 0"));
+    }
+    // librdkafka refuses a delivery timeout longer than the transaction timeout.
+    if config.transaction_timeout_ms < 1000 || config.transaction_timeout_ms < kafka.delivery_timeout_ms {
+        problems.push(Problem::new(
+            key("transaction_timeout_ms"),
+            format!("must be at least 1000 and at least kafka.delivery_timeout_ms ({})", kafka.delivery_timeout_ms),
+        ));
+    }
+    if !(1..=1000).contains(&config.idempotency_partitions) {
+        problems.push(Problem::new(key("idempotency_partitions"), "must be between 1 and 1000"));
+    }
+    if config.idempotency_topic.trim().is_empty() {
+        problems.push(Problem::new(key("idempotency_topic"), "must not be empty"));
     }
 }
 

@@ -142,6 +142,46 @@ pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<&RawValue>, P
     Ok(events)
 }
 
+/// One event of `POST /v1/events`: its topic and the event.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicEvent<'a> {
+    pub topic: String,
+    #[serde(borrow)]
+    pub value: &'a RawValue,
+}
+
+/// Splits a `POST /v1/events` body: one `{"topic", "value"}` object or an array of them.
+pub fn parse_topic_events(bytes: &[u8], max_events: usize) -> Result<Vec<TopicEvent<'_>>, Problem> {
+    let entries = parse_events(bytes, max_events)?;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let entry: TopicEvent<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-body",
+                    "Invalid body",
+                    format!("event {index} must be {{\"topic\": \"...\", \"value\": {{...}}}}: {e}"),
+                )
+                .with("index", index)
+            })?;
+            if !entry.value.get().starts_with('{') {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-body",
+                    "Invalid body",
+                    format!("the value of event {index} is not a JSON object"),
+                )
+                .with("index", index)
+                .with("pointer", format!("/{index}/value")));
+            }
+            Ok(entry)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -180,5 +220,21 @@ mod tests {
         assert_eq!(parse_events(b"42", 1).unwrap_err().slug, "invalid-body");
         assert_eq!(parse_events(br#"[{"a":1}, 2]"#, 5).unwrap_err().extra["index"], 1);
         assert_eq!(parse_events(b" {\"a\" : [1, 2]} ", 1).unwrap()[0].get(), "{\"a\" : [1, 2]}", "raw, as sent");
+    }
+
+    #[test]
+    fn multi_topic_bodies_name_a_topic_and_an_object_value_per_event() {
+        let events = parse_topic_events(br#"[{"topic":"a","value":{"x":1}},{"value":{},"topic":"b"}]"#, 5).unwrap();
+        assert_eq!((events[0].topic.as_str(), events[0].value.get()), ("a", r#"{"x":1}"#));
+        assert_eq!(events[1].topic, "b");
+        for (body, index) in [
+            (&br#"[{"topic":"a","value":{}},{"topic":"a"}]"#[..], 1),
+            (br#"[{"topic":"a","value":{},"key":"k"}]"#, 0),
+            (br#"[{"topic":"a","value":[1]}]"#, 0),
+            (br#"{"topic":7,"value":{}}"#, 0),
+        ] {
+            let problem = parse_topic_events(body, 5).unwrap_err();
+            assert_eq!((problem.slug, problem.extra["index"].as_u64()), ("invalid-body", Some(index)), "{problem:?}");
+        }
     }
 }

@@ -35,18 +35,29 @@ pub struct AppState {
     pub plugins: Arc<crate::plugin::store::Plugins>,
     pub deliveries: Arc<crate::deliver::Deliveries>,
     pub gate: Arc<Gate>,
-    /// Answers kept for `Idempotency-Key` retries (`None`: the header is ignored).
-    pub idempotency: Option<Arc<Idempotency>>,
+    /// Where `Idempotency-Key` outcomes are kept (`None`: the header is ignored).
+    pub idempotency: Option<Keys>,
+}
+
+/// Where `Idempotency-Key` outcomes are kept.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// In Kafka, in the same transaction as the events: honoured by every replica.
+    Cluster(Arc<Claims>),
+    /// In this replica's memory.
+    Replica(Arc<Idempotency>),
 }
 
 pub use self::access::{Gate, Limits};
 pub use self::body::parse_events;
 pub use self::idempotency::Idempotency;
+pub use self::idempotency::cluster::Claims;
 
 /// The public router; testable without a socket (`app(state).oneshot(request)`).
 pub fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/v1/topics/{topic}/events", post(produce::produce))
+        .route("/v1/events", post(produce::produce_many))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))

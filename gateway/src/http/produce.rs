@@ -12,18 +12,22 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::AppState;
+use super::Keys;
+use super::body::parse_topic_events;
 use super::body::{check_content_type, parse_events, read_limited};
 use super::idempotency::{self, Begin, Idempotency};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
+use crate::kafka::transactions::Transaction;
 use crate::plugin::bindings::Header;
-use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, results::PartOutcome};
+use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, Prepared, results::PartOutcome};
 use crate::registry::RegistryError;
 use crate::route::Route;
 use crate::telemetry::trace;
@@ -35,29 +39,138 @@ pub async fn produce(
     State(app): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path(topic): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
     // Before anything about the topic is revealed, even whether it exists.
     principal.require(Permission::Produce(&topic))?;
-    let route = app.routes.get(&topic).ok_or_else(|| {
+    let route = route(&app, &topic)?.clone();
+    let options = Options::parse(query.as_deref())?;
+    check_content_type(&headers)?;
+    let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
+    let request = Request { principal, topic: topic.clone(), headers, bytes, options };
+    serve(app, request, move |bytes, max| {
+        let events = parse_events(bytes, max)?;
+        Ok(vec![Group { route: route.clone(), origins: (0..events.len()).collect(), events, named: false }])
+    })
+    .await
+}
+
+/// `POST /v1/events`: events for several topics, each naming its own.
+pub async fn produce_many(
+    State(app): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let options = Options::parse(query.as_deref())?;
+    check_content_type(&headers)?;
+    let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
+    // The body is read before the topics it names are known; each is checked before any is used.
+    let routes = app.clone();
+    let checker = principal.clone();
+    let request = Request { principal, topic: MANY_TOPICS.to_owned(), headers, bytes, options };
+    serve(app, request, move |bytes, max| {
+        let entries = parse_topic_events(bytes, max)?;
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            checker.require(Permission::Produce(&entry.topic)).map_err(|e| Problem::from(e).with("index", index))?;
+            let route = route(&routes, &entry.topic).map_err(|p| p.with("index", index))?;
+            match groups.iter_mut().find(|g| Arc::ptr_eq(&g.route, route)) {
+                Some(group) => {
+                    group.origins.push(index);
+                    group.events.push(entry.value);
+                }
+                None => groups.push(Group {
+                    route: route.clone(),
+                    origins: vec![index],
+                    events: vec![entry.value],
+                    named: true,
+                }),
+            }
+        }
+        Ok(groups)
+    })
+    .await
+}
+
+/// The topic an `Idempotency-Key` of `POST /v1/events` is scoped to (no route has this name).
+const MANY_TOPICS: &str = "*";
+
+fn route<'a>(app: &'a AppState, topic: &str) -> Result<&'a Arc<Route>, Problem> {
+    app.routes.get(topic).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-topic",
             "Unknown topic",
             format!("no route is configured for topic '{topic}'"),
         )
-        .with("topic", topic.clone())
-    })?;
-    check_content_type(&headers)?;
-    let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
-    let claim = match (&app.idempotency, Idempotency::id(&headers, &principal.name, &topic)?) {
-        (Some(store), Some(id)) => match store.begin(id.clone(), &bytes).await {
-            Begin::Fresh(claim) => Some(claim),
-            Begin::Replay(answer) => return Ok(answer.replay()),
-            Begin::Reused => return Err(idempotency::reused(&id)),
-        },
-        _ => None,
+        .with("topic", topic.to_owned())
+    })
+}
+
+/// Query parameters of the produce endpoints.
+#[derive(Debug, Clone, Copy, Default)]
+struct Options {
+    /// `?atomic=true`: all events are written in one transaction, or none is.
+    atomic: bool,
+}
+
+impl Options {
+    fn parse(query: Option<&str>) -> Result<Self, Problem> {
+        let invalid = |detail: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query", detail);
+        let mut options = Options::default();
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
+            match name {
+                "atomic" => {
+                    options.atomic = match value {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        other => return Err(invalid(format!("atomic must be true or false, not '{other}'"))),
+                    }
+                }
+                other => return Err(invalid(format!("unknown query parameter '{other}' (expected atomic)"))),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// A request to produce, read and checked up to its events.
+struct Request {
+    principal: Arc<Principal>,
+    /// The topic in the URL (what an `Idempotency-Key` is scoped to).
+    topic: String,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+    options: Options,
+}
+
+/// The events of one route in a request, and where each was in the request.
+struct Group<'a> {
+    route: Arc<Route>,
+    origins: Vec<usize>,
+    events: Vec<&'a RawValue>,
+    /// The events named their topic (`POST /v1/events`): so do their results.
+    named: bool,
+}
+
+/// Splits a body into groups of events by route; a problem refuses the request.
+type Split = dyn for<'b> Fn(&'b [u8], usize) -> Result<Vec<Group<'b>>, Problem> + Send + Sync;
+
+/// The common path of both produce endpoints: `Idempotency-Key`, tracing, then the events.
+async fn serve(
+    app: Arc<AppState>,
+    request: Request,
+    split: impl for<'b> Fn(&'b [u8], usize) -> Result<Vec<Group<'b>>, Problem> + Send + Sync + 'static,
+) -> Result<Response, Problem> {
+    let Request { principal, topic, headers, bytes, options } = request;
+    let id = match app.idempotency.as_ref() {
+        Some(_) => Idempotency::id(&headers, &principal.name, &topic)?,
+        None => None,
     };
     let context = app.pipeline.tracing.start(
         SpanKind::Producer,
@@ -75,32 +188,124 @@ pub async fn produce(
         .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
         .collect();
     let span = trace::log_span(trace::LogPath::Produce, &context).unwrap_or_else(tracing::Span::none);
-    let response = match produce_events(&app, &principal, route, &bytes, &carried).instrument(span).await {
-        Ok(response) => response,
-        Err(problem) => problem.into_response(),
+    let split: &Split = &split;
+    let run = async {
+        let groups = split(&bytes, app.http.max_events_per_request)?;
+        let may_produce = |topic: &str| principal.allows(Permission::Produce(topic));
+        match (&app.idempotency, id) {
+            (Some(Keys::Cluster(claims)), Some(id)) => {
+                let prepared = prepare(&app, &groups, &carried, &may_produce).await?;
+                Ok(claims.run(id, &bytes, async |tx| write(&app, tx, &groups, prepared, options).await).await)
+            }
+            (Some(Keys::Replica(store)), Some(id)) => match store.begin(id.clone(), &bytes).await {
+                Begin::Fresh(claim) => {
+                    let response = produce_groups(&app, &groups, &carried, &may_produce, options).await;
+                    Ok(claim.finish(response.unwrap_or_else(IntoResponse::into_response)).await)
+                }
+                Begin::Replay(answer) => Ok(answer.replay()),
+                Begin::Reused => Err(idempotency::reused(&id)),
+            },
+            _ => produce_groups(&app, &groups, &carried, &may_produce, options).await,
+        }
     };
+    let response = run.instrument(span).await.unwrap_or_else(IntoResponse::into_response);
     let span = context.span();
     span.set_attribute(KeyValue::new("http.response.status_code", i64::from(response.status().as_u16())));
     if response.status().is_server_error() {
         span.set_status(opentelemetry::trace::Status::error(response.status().to_string()));
     }
-    Ok(match claim {
-        Some(claim) => claim.finish(response).await,
-        None => response,
-    })
+    Ok(response)
 }
 
-async fn produce_events(
+/// Produces without an `Idempotency-Key` (or with one kept by this replica).
+async fn produce_groups(
     app: &AppState,
-    principal: &Principal,
-    route: &Arc<Route>,
-    bytes: &[u8],
+    groups: &[Group<'_>],
     context: &[Header],
+    may_produce: &(dyn Fn(&str) -> bool + Sync),
+    options: Options,
 ) -> Result<Response, Problem> {
-    let events = parse_events(bytes, app.http.max_events_per_request)?;
-    let may_produce = |topic: &str| principal.allows(Permission::Produce(topic));
-    let results = app.pipeline.produce(route, &events, context, &may_produce).await.map_err(batch_problem)?;
-    Ok(respond(&results))
+    if options.atomic {
+        let prepared = prepare(app, groups, context, may_produce).await?;
+        let tx = app.pipeline.transactions.begin().await.map_err(|e| batch_problem(BatchError::Kafka(e)))?;
+        let response = write(app, &tx, groups, prepared, options).await;
+        if response.status().is_success() {
+            if let Err(error) = tx.commit().await {
+                return Err(batch_problem(BatchError::Kafka(error)));
+            }
+        } else {
+            tx.abort().await;
+        }
+        return Ok(response);
+    }
+    let mut all = Vec::new();
+    for group in groups {
+        let results = app.pipeline.produce(&group.route, &group.events, context, may_produce).await;
+        all.push(results.map_err(batch_problem)?);
+    }
+    Ok(respond(&merge(groups, all)))
+}
+
+/// Runs every group through its plugins, validation and encoding.
+async fn prepare(
+    app: &AppState,
+    groups: &[Group<'_>],
+    context: &[Header],
+    may_produce: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<Prepared>, Problem> {
+    let mut prepared = Vec::with_capacity(groups.len());
+    for group in groups {
+        prepared.push(
+            app.pipeline.prepare(&group.route, &group.events, context, may_produce).await.map_err(batch_problem)?,
+        );
+    }
+    Ok(prepared)
+}
+
+/// Writes prepared groups in `tx` and answers as the request will be answered once `tx`
+/// commits. An atomic request with a refused event writes nothing and answers why; a 5xx answer
+/// means the transaction must be aborted.
+async fn write(
+    app: &AppState,
+    tx: &Transaction,
+    groups: &[Group<'_>],
+    mut prepared: Vec<Prepared>,
+    options: Options,
+) -> Response {
+    if options.atomic {
+        let refused: Vec<(usize, EventError)> = groups
+            .iter()
+            .zip(&prepared)
+            .flat_map(|(group, p)| p.refusals().into_iter().map(|(i, e)| (group.origins[i], e)))
+            .collect();
+        if !refused.is_empty() {
+            let total = groups.iter().map(|g| g.events.len()).sum();
+            return atomic_refused(refused, total).into_response();
+        }
+    }
+    if let Err(error) = app.pipeline.write_in(tx, &mut prepared).await {
+        return batch_problem(BatchError::Kafka(error)).into_response();
+    }
+    let results = prepared.into_iter().map(Prepared::finish).collect();
+    respond(&merge(groups, results))
+}
+
+/// The groups' results as one list in request order; events of `POST /v1/events` name their topic.
+fn merge(groups: &[Group<'_>], results: Vec<Vec<EventResult>>) -> Vec<EventResult> {
+    // Only `POST /v1/events` splits a request; its results always name their topic.
+    let multi = groups.iter().any(|g| g.named);
+    let mut merged: Vec<EventResult> = Vec::with_capacity(groups.iter().map(|g| g.origins.len()).sum());
+    for (group, results) in groups.iter().zip(results) {
+        for mut result in results {
+            result.index = group.origins[result.index];
+            if multi && result.topic.is_none() {
+                result.topic = Some(group.route.topic.clone());
+            }
+            merged.push(result);
+        }
+    }
+    merged.sort_by_key(|r| r.index);
+    merged
 }
 
 fn batch_problem(error: BatchError) -> Problem {
@@ -153,6 +358,18 @@ fn respond(results: &[EventResult]) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// An atomic request with refused events: nothing was written.
+fn atomic_refused(refused: Vec<(usize, EventError)>, total: usize) -> Problem {
+    let failed: Vec<(usize, &EventError)> = refused.iter().map(|(i, e)| (*i, e)).collect();
+    let problem = all_refused(&failed);
+    let detail = format!(
+        "the request is atomic and {} of its {total} events {} refused, so none was written; see errors",
+        failed.len(),
+        if failed.len() == 1 { "was" } else { "were" }
+    );
+    Problem { detail, ..problem }.with("atomic", true)
 }
 
 fn all_refused(failed: &[(usize, &EventError)]) -> Problem {

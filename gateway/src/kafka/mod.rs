@@ -7,6 +7,7 @@ pub mod health;
 pub mod log;
 pub mod producer;
 pub mod topics;
+pub mod transactions;
 
 use rdkafka::ClientConfig;
 

@@ -94,22 +94,14 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
         let health = Arc::new(BrokerHealth::default());
-        let mut config = client_config(kafka);
+        let mut config = producer_config(kafka);
         config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", kafka.compression.as_librdkafka())
-            .set("linger.ms", kafka.linger_ms.to_string())
-            .set("message.timeout.ms", kafka.delivery_timeout_ms.to_string())
             // librdkafka's queue is the second bound behind the semaphore, with headroom so
             // that the semaphore is what callers normally meet.
             .set(
                 "queue.buffering.max.messages",
                 (kafka.max_in_flight_events.saturating_mul(2)).min(10_000_000).to_string(),
             )
-            // murmur2 of the key, as the Java client's default partitioner (keyless: random).
-            .set("partitioner", "murmur2_random")
-            .set("allow.auto.create.topics", "false")
             .set("statistics.interval.ms", "1000");
         let inner = config.create_with_context(HealthContext { health: health.clone() })?;
         Ok(Self {
@@ -137,26 +129,16 @@ impl Producer {
         payload: &[u8],
         headers: Option<rdkafka::message::OwnedHeaders>,
     ) -> Result<DeliveryFuture, ProduceError> {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        self.inner.send_result(record).map_err(|(error, _)| classify(&error))
+        self.inner.send_result(record(topic, key, Some(payload), headers)).map_err(|(error, _)| classify(&error))
     }
 
     /// Waits for a queued record's outcome.
     pub async fn delivered(&self, delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
-        match delivery.await {
-            Ok(Ok(d)) => {
-                self.health.mark_up();
-                Ok(Delivered { partition: d.partition, offset: d.offset })
-            }
-            Ok(Err((error, _))) => Err(classify(&error)),
-            Err(_canceled) => Err(ProduceError::Unavailable("the producer shut down".into())),
+        let answer = delivered(delivery).await;
+        if answer.is_ok() {
+            self.health.mark_up();
         }
+        answer
     }
 
     /// Events currently reserved and not yet acknowledged.
@@ -180,6 +162,51 @@ impl Producer {
     /// Waits (blocking) for queued records to be delivered, at shutdown.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.flush(timeout)
+    }
+}
+
+/// The settings of every Sluice producer: idempotent, `acks=all`, compressed, Java-compatible
+/// partitioning, no topic auto-creation.
+pub fn producer_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut config = client_config(kafka);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", kafka.compression.as_librdkafka())
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("message.timeout.ms", kafka.delivery_timeout_ms.to_string())
+        // murmur2 of the key, as the Java client's default partitioner (keyless: random).
+        .set("partitioner", "murmur2_random")
+        .set("allow.auto.create.topics", "false");
+    config
+}
+
+/// A record as rdkafka wants it (`payload: None` is a tombstone).
+pub fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    headers: Option<rdkafka::message::OwnedHeaders>,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(headers) = headers {
+        record = record.headers(headers);
+    }
+    record
+}
+
+/// Waits for a queued record's outcome.
+pub async fn delivered(delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
+    match delivery.await {
+        Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+        Ok(Err((error, _))) => Err(classify(&error)),
+        Err(_canceled) => Err(ProduceError::Unavailable("the producer shut down".into())),
     }
 }
 

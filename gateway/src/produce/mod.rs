@@ -21,6 +21,7 @@ use crate::config::{Ack, Format};
 use crate::kafka::dead_letter::DeadLetter;
 use crate::kafka::producer::{ProduceError, Producer, kafka_headers};
 use crate::kafka::topics::Topics;
+use crate::kafka::transactions::{Transaction, Transactions};
 use crate::plugin::bindings::{Event, Header};
 use crate::plugin::chain::{self, Item, Stop};
 use crate::plugin::store::Plugins;
@@ -49,6 +50,8 @@ pub struct Pipeline {
     pub plugins: Arc<Plugins>,
     /// Spans for produce requests.
     pub tracing: crate::telemetry::trace::Tracing,
+    /// Transactional producers, for atomic batches and cluster-wide idempotency.
+    pub transactions: Arc<Transactions>,
 }
 
 /// One record to produce, and which request event it answers for.
@@ -72,6 +75,49 @@ enum Schema<'s> {
     Batch(Option<&'s Resolved>),
     /// That of another route, which a plugin chose: found in, or added to, the batch's others.
     Other(&'s mut OtherSchemas),
+}
+
+/// A batch validated and encoded, not yet written.
+pub struct Prepared {
+    results: results::Collector,
+    records: Vec<Record>,
+    /// Records written in a transaction, not yet committed.
+    written: Vec<Written>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("records", &self.records.len()).finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// The events that cannot be written, with why, in request order.
+    pub fn refusals(&self) -> Vec<(usize, EventError)> {
+        self.results.failures()
+    }
+
+    /// The batch's results, once its transaction committed (or its records were sent).
+    pub fn finish(mut self) -> Vec<EventResult> {
+        for Written { origin, topic, schema_id, dead_letter, delivered } in std::mem::take(&mut self.written) {
+            match dead_letter {
+                Some((plugin, reason)) => {
+                    self.results.stop(origin, Outcome::DeadLettered { topic, delivered, plugin, reason })
+                }
+                None => self.results.part(origin, &topic, schema_id, results::PartOutcome::Stored(delivered)),
+            }
+        }
+        self.results.finish()
+    }
+}
+
+/// A record a transaction wrote.
+struct Written {
+    origin: usize,
+    topic: String,
+    schema_id: Option<u32>,
+    dead_letter: Option<(String, String)>,
+    delivered: crate::kafka::producer::Delivered,
 }
 
 /// A record ready for Kafka.
@@ -99,6 +145,22 @@ impl Pipeline {
         context: &[Header],
         may_produce: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<EventResult>, BatchError> {
+        let Prepared { mut results, records, .. } = self.prepare(route, events, context, may_produce).await?;
+        if !records.is_empty() {
+            self.send(route.ack, records, &mut results)?.await;
+        }
+        Ok(results.finish())
+    }
+
+    /// Runs a batch through its route's plugins, validates and encodes it: everything short of
+    /// writing. Nothing is sent to Kafka.
+    pub async fn prepare(
+        &self,
+        route: &Arc<Route>,
+        events: &[&RawValue],
+        context: &[Header],
+        may_produce: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Prepared, BatchError> {
         match self.topics.ensure(&route.topic).await {
             Ok(()) => {}
             Err(ProduceError::UnknownTopic) => return Err(BatchError::TopicMissing(route.topic.clone())),
@@ -168,10 +230,31 @@ impl Pipeline {
                 }
             }
         }
-        if !records.is_empty() {
-            self.send(route.ack, records, &mut results)?.await;
+        Ok(Prepared { results, records, written: Vec::new() })
+    }
+
+    /// Writes prepared batches (of one route or several) in the transaction `tx`, and waits for
+    /// the broker to acknowledge every record. Their results say "stored" once the caller has
+    /// committed `tx` and calls [`Prepared::finish`]; on an error the caller aborts `tx`, and
+    /// nothing of any batch is written.
+    pub async fn write_in(&self, tx: &Transaction, batches: &mut [Prepared]) -> Result<(), ProduceError> {
+        let mut pending = Vec::new();
+        for (batch, prepared) in batches.iter_mut().enumerate() {
+            for record in std::mem::take(&mut prepared.records) {
+                let delivery =
+                    tx.send(&record.topic, None, record.key.as_deref(), Some(&record.payload), record.headers)?;
+                pending.push((batch, record.origin, record.topic, record.schema_id, record.dead_letter, delivery));
+            }
         }
-        Ok(results.finish())
+        for (batch, origin, topic, schema_id, dead_letter, delivery) in pending {
+            let delivered = tx.delivered(delivery).await.inspect_err(|error| {
+                if *error == ProduceError::UnknownTopic {
+                    self.topics.mark_missing(&topic);
+                }
+            })?;
+            batches[batch].written.push(Written { origin, topic, schema_id, dead_letter, delivered });
+        }
+        Ok(())
     }
 
     /// The schema a route encodes with (`None` for schemaless routes).

@@ -214,6 +214,25 @@ impl Collector {
         self.stop(origin, Outcome::Failed(error));
     }
 
+    /// The events refused so far (an event with a refused part counts), in request order.
+    pub(super) fn failures(&self) -> Vec<(usize, EventError)> {
+        let mut failed = Vec::new();
+        for (index, (parts, stop)) in self.parts.iter().zip(&self.stops).enumerate() {
+            let error = match stop {
+                Some(Outcome::Failed(error)) => Some(error),
+                Some(_) => None,
+                None => parts.iter().find_map(|p| match &p.outcome {
+                    PartOutcome::Failed(error) => Some(error),
+                    _ => None,
+                }),
+            };
+            if let Some(error) = error {
+                failed.push((index, error.clone()));
+            }
+        }
+        failed
+    }
+
     pub(super) fn finish(self) -> Vec<EventResult> {
         let route_topic = self.route_topic;
         let results: Vec<EventResult> = self

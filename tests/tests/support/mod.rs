@@ -101,7 +101,14 @@ impl Env {
         } else {
             format!("[delivery]\ntopic = \"{}\"\nallow_networks = [\"127.0.0.0/8\"]\n", unique_name("_subscriptions"))
         };
-        let text = config_text(bootstrap, &registry_section, &format!("{delivery}\n{routes}"), extra_kafka);
+        // Gateways in one test process share a host name: each needs its own transactional ids.
+        let exactly_once = if routes.contains("[exactly_once]") {
+            String::new()
+        } else {
+            format!("[exactly_once]\nreplica_id = \"{}\"\n", unique_name("replica"))
+        };
+        let text =
+            config_text(bootstrap, &registry_section, &format!("{delivery}\n{exactly_once}\n{routes}"), extra_kafka);
         let config = sluice::config::load_str(&text, |_| None)
             .map_err(|problems| anyhow::anyhow!("test config refused: {problems:?}\n{text}"))?;
         let gateway = Gateway::start(config).await?;
@@ -223,23 +230,10 @@ pub async fn independent_decode(
         .collect()
 }
 
-/// The sum of the high watermarks of a topic's partitions: how many records it holds.
+/// How many records of a topic a `read_committed` consumer sees.
 pub async fn record_count(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
-        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-        let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
-        let mut total = 0;
-        for p in 0..partitions {
-            let (low, high) = consumer.fetch_watermarks(&topic, i32::try_from(p)?, Duration::from_secs(10))?;
-            total += high - low;
-        }
-        Ok(total)
-    })
-    .await?
+    let records = sluice_tests::read_to_end(bootstrap, topic, sluice_tests::Isolation::ReadCommitted).await?;
+    Ok(i64::try_from(records.len())?)
 }
 
 /// An `OrderPlaced` event as a client would send it.

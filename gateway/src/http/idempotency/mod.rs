@@ -1,8 +1,9 @@
 //! `Idempotency-Key` on produce requests: a retry of a request (same credential, topic, key and
 //! body) within the window gets the first request's answer again instead of producing twice.
 //!
-//! Answers are kept in this replica's memory: a retry that reaches another replica is produced
-//! again. Only final answers are kept (2xx, 207 and 4xx); after a 5xx the retry really retries.
+//! This module keeps answers in this replica's memory (`exactly_once.idempotency = "replica"`): a
+//! retry that reaches another replica is produced again. [`cluster`] keeps them in Kafka, for
+//! every replica. Only final answers are kept (2xx, 207 and 4xx); after a 5xx the retry really retries.
 //! A retry that arrives while the first request is still running waits for its answer. The
 //! same key with a different body is refused (422 `idempotency-key-reused`), as is a key
 //! reused for another topic (the key is scoped to the topic, so that is simply a new request).
@@ -18,6 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::problem::Problem;
+
+pub mod cluster;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -45,6 +48,21 @@ pub struct Stored {
 }
 
 impl Stored {
+    /// Keeps a response's status, body and the headers worth replaying; hands the response back.
+    pub async fn capture(response: Response) -> (Stored, Response) {
+        let (parts, body) = response.into_parts();
+        // The body is already in memory (JSON built by the handler).
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| *name == axum::http::header::CONTENT_TYPE || *name == axum::http::header::RETRY_AFTER)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let stored = Stored { status: parts.status, headers, body: body.clone() };
+        (stored, Response::from_parts(parts, axum::body::Body::from(body)))
+    }
+
     fn cost(&self, id: &Id) -> usize {
         self.body.len() + id.principal.len() + id.topic.len() + id.key.len() + ENTRY_OVERHEAD
     }
@@ -214,20 +232,9 @@ impl Claim {
         if response.status().is_server_error() {
             return response;
         }
-        let (parts, body) = response.into_parts();
-        // The body is already in memory (JSON built by the handler).
-        let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        };
-        let headers = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| *name == axum::http::header::CONTENT_TYPE || *name == axum::http::header::RETRY_AFTER)
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        let stored = Stored { status: parts.status, headers, body: body.clone() };
+        let (stored, response) = Stored::capture(response).await;
         self.store.finish(&self.id, self.fingerprint, Some(stored), Instant::now());
-        Response::from_parts(parts, axum::body::Body::from(body))
+        response
     }
 }
 
