@@ -136,6 +136,7 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
             idempotency: crate::config::IdempotencyScope::Replica,
             ..Default::default()
         },
+        transforms: Vec::new(),
     }
 }
 

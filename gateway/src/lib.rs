@@ -26,6 +26,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
+pub mod transform;
 
 pub use http::app;
 pub use server::Gateway;

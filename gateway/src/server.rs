@@ -29,6 +29,7 @@ use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::{Registry, SchemaCache};
 use crate::route::routes;
 use crate::telemetry::trace::Tracing;
+use crate::transform::Transforms;
 use axum_server::tls_rustls::RustlsConfig;
 
 /// How often a missing topic is looked up again when requests ask for it.
@@ -258,15 +259,19 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let auth = crate::auth::Auth::new(config.auth.as_ref()).await.map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
     let transactions = Transactions::new(&config.kafka, &config.exactly_once);
     let idempotency = idempotency(config, &transactions).await?;
+    let pipeline =
+        Pipeline { producer, topics, schemas, routes: routes.clone(), plugins: plugins.clone(), tracing, transactions };
+    let transforms = Transforms::start(&config.transforms, &config.kafka, &config.exactly_once, &pipeline);
     Ok(AppState {
         http: config.http.clone(),
-        routes: routes.clone(),
-        pipeline: Pipeline { producer, topics, schemas, routes, plugins: plugins.clone(), tracing, transactions },
+        routes,
+        pipeline,
         registry,
         plugins,
         deliveries,
         gate: Arc::new(crate::http::Gate { auth: Arc::new(auth), limits: crate::http::Limits::new(&config.limits) }),
         idempotency,
+        transforms,
     })
 }
 

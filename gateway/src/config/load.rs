@@ -15,7 +15,7 @@ use serde_path_to_error::Segment;
 use super::subscription::SubscriptionSpec;
 use super::{
     AdminConfig, AuthConfig, Config, DeliveryConfig, ExactlyOnceConfig, HttpConfig, KafkaConfig, LimitsConfig,
-    PluginConfig, PluginHostConfig, RegistryConfig, TelemetryConfig, TopicConfig, validate, vars,
+    PluginConfig, PluginHostConfig, RegistryConfig, TelemetryConfig, TopicConfig, TransformConfig, validate, vars,
 };
 
 /// One thing wrong with a configuration, at a key path like `topics[1].key` (empty for the file).
@@ -80,11 +80,12 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         section::<TelemetryConfig>(&mut root, "telemetry", &mut problems).or_else(|| Some(TelemetryConfig::default()));
     let exactly_once = section::<ExactlyOnceConfig>(&mut root, "exactly_once", &mut problems)
         .or_else(|| Some(ExactlyOnceConfig::default()));
+    let transforms = array::<TransformConfig>(&mut root, "transforms", &mut problems);
     for key in root.keys() {
         problems.push(Problem::new(
             key.clone(),
             "unknown section (expected http, kafka, registry, topics, plugins, plugin_host, admin, subscriptions, \
-             delivery, auth, limits, telemetry or exactly_once)",
+             delivery, auth, limits, telemetry, exactly_once or transforms)",
         ));
     }
 
@@ -127,6 +128,9 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
     if let (Some(exactly_once), Some(kafka)) = (&exactly_once, &kafka) {
         validate::exactly_once(exactly_once, kafka, &mut problems);
     }
+    if let (Some(transforms), Some(topics)) = (&transforms, &topics) {
+        validate::transforms(transforms, topics, plugins.as_deref().unwrap_or_default(), &mut problems);
+    }
 
     let sections = (
         http,
@@ -142,6 +146,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         limits,
         telemetry,
         exactly_once,
+        transforms,
     );
     match sections {
         (
@@ -158,6 +163,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             Some(limits),
             Some(telemetry),
             Some(exactly_once),
+            Some(transforms),
         ) if problems.is_empty() => {
             let config = Config {
                 http,
@@ -173,6 +179,7 @@ pub fn load_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Conf
                 limits,
                 telemetry,
                 exactly_once,
+                transforms,
             };
             validate::internal_topics(&config, &mut problems);
             if problems.is_empty() { Ok(config) } else { Err(problems) }

@@ -58,6 +58,9 @@ pub struct Config {
     /// Kafka transactions: atomic batches and `Idempotency-Key` ingest honoured on every replica.
     #[serde(default)]
     pub exactly_once: ExactlyOnceConfig,
+    /// Plugins run over input topics, their outputs written to a routed topic exactly once.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
 }
 
 impl Config {
@@ -410,6 +413,52 @@ impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &"<redacted>").finish()
     }
+}
+
+/// `[[transforms]]`: consume input topics, run plugins on each batch, write the results to the
+/// output route's topic (encoded as that route encodes events) and commit the input offsets —
+/// in one Kafka transaction per batch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Names the consumer group (`sluice-transform-{name}`) and the transactional ids.
+    pub name: String,
+    /// Topics read, `read_committed`.
+    pub inputs: Vec<String>,
+    /// A `[[topics]]` route: where results go unless a plugin sends them to another route, and
+    /// how they are validated, encoded and keyed.
+    pub output: String,
+    /// Plugins run on each batch, in order (their produce hook). Events reach them with the
+    /// output topic as their topic. Default none (a copy, re-encoded for the output route).
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// What a plugin failure does to an event, as on routes. Default `reject`, which for a
+    /// transform means the dead letter topic (or the batch is retried, without one).
+    #[serde(default)]
+    pub on_plugin_error: OnPluginError,
+    /// Where records go that cannot be transformed (undecodable, refused by a plugin or by the
+    /// output's schema), with the dead-letter headers, in the same transaction.
+    pub dead_letter_topic: Option<String>,
+    /// `true` (default): one transaction per batch, inputs read `read_committed`. `false`:
+    /// at-least-once (results acknowledged, then offsets committed; a crash between repeats them).
+    #[serde(default = "default_true")]
+    pub exactly_once: bool,
+    /// Most records per batch (per transaction). Default 500.
+    #[serde(default = "default_transform_batch")]
+    pub max_batch: usize,
+    /// How long a batch waits to fill once it has a record. Default 20 ms.
+    #[serde(default = "default_transform_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_transform_batch() -> usize {
+    500
+}
+fn default_transform_wait_ms() -> u64 {
+    20
 }
 
 /// `[exactly_once]`: the transactional producers behind atomic batches and cluster-wide

@@ -7,7 +7,7 @@ use super::subscription::SubscriptionSpec;
 use super::{
     AdminConfig, DeliveryConfig, ExactlyOnceConfig, Format, HttpConfig, KafkaConfig, OnPluginError, PluginConfig,
     PluginHostConfig, Problem, RegistryConfig, SchemaVersion, SubjectStrategy, TelemetryConfig, TopicConfig,
-    UnknownFields,
+    TransformConfig, UnknownFields,
 };
 
 /// librdkafka properties that Sluice sets itself, from typed fields or to keep its guarantees
@@ -91,6 +91,58 @@ pub(super) fn exactly_once(config: &ExactlyOnceConfig, kafka: &KafkaConfig, prob
     }
     if config.idempotency_topic.trim().is_empty() {
         problems.push(Problem::new(key("idempotency_topic"), "must not be empty"));
+    }
+}
+
+pub(super) fn transforms(
+    transforms: &[TransformConfig],
+    topics: &[TopicConfig],
+    plugins: &[PluginConfig],
+    problems: &mut Vec<Problem>,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, transform) in transforms.iter().enumerate() {
+        let at = |key: &str| format!("transforms[{i}].{key}");
+        if transform.name.is_empty()
+            || transform.name.len() > 100
+            || !transform.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            problems.push(Problem::new(at("name"), "must be 1-100 characters of letters, digits, '.', '_' or '-'"));
+        }
+        if let Some(first) = seen.insert(&transform.name, i) {
+            problems.push(Problem::new(at("name"), format!("duplicate of transforms[{first}]")));
+        }
+        if transform.inputs.is_empty() {
+            problems.push(Problem::new(at("inputs"), "must name at least one topic"));
+        }
+        for input in &transform.inputs {
+            if let Err(why) = check_topic_name(input) {
+                problems.push(Problem::new(at("inputs"), why));
+            }
+            if *input == transform.output {
+                problems
+                    .push(Problem::new(at("inputs"), "must not include the output (each result would be read again)"));
+            }
+        }
+        if !topics.iter().any(|t| t.name == transform.output) {
+            problems.push(Problem::new(at("output"), format!("'{}' is not a [[topics]] route", transform.output)));
+        }
+        for name in &transform.plugins {
+            if !plugins.iter().any(|p| p.name == *name) {
+                problems.push(Problem::new(at("plugins"), format!("'{name}' is not declared in [[plugins]]")));
+            }
+        }
+        if let Some(dlq) = &transform.dead_letter_topic
+            && let Err(why) = check_topic_name(dlq)
+        {
+            problems.push(Problem::new(at("dead_letter_topic"), why));
+        }
+        if transform.on_plugin_error == OnPluginError::DeadLetter && transform.dead_letter_topic.is_none() {
+            problems.push(Problem::new(at("dead_letter_topic"), "required when on_plugin_error is dead-letter"));
+        }
+        if transform.max_batch == 0 || transform.max_batch > 10_000 {
+            problems.push(Problem::new(at("max_batch"), "must be between 1 and 10000"));
+        }
     }
 }
 
@@ -376,6 +428,11 @@ pub(super) fn internal_topics(config: &super::Config, problems: &mut Vec<Problem
         }
         if let Some(dlq) = topic.dead_letter_topic.as_deref().filter(|t| internal.contains(t)) {
             refuse(problems, format!("topics[{i}].dead_letter_topic"), dlq);
+        }
+    }
+    for (i, transform) in config.transforms.iter().enumerate() {
+        for topic in transform.inputs.iter().chain(&transform.dead_letter_topic).filter(|t| internal.contains(t)) {
+            refuse(problems, format!("transforms[{i}].inputs"), topic);
         }
     }
     for (i, subscription) in config.subscriptions.iter().enumerate() {

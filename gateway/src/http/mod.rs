@@ -37,6 +37,8 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// Where `Idempotency-Key` outcomes are kept (`None`: the header is ignored).
     pub idempotency: Option<Keys>,
+    /// The `[[transforms]]` running in this replica (stopped when the state is dropped).
+    pub transforms: crate::transform::Transforms,
 }
 
 /// Where `Idempotency-Key` outcomes are kept.

@@ -46,18 +46,23 @@ struct Slot {
 
 impl Transactions {
     pub fn new(kafka: &KafkaConfig, exactly_once: &ExactlyOnceConfig) -> Arc<Self> {
+        Self::named(kafka, exactly_once, format!("sluice-tx-{}", exactly_once.replica_id), exactly_once.producers)
+    }
+
+    /// A pool of `producers` with ids `{prefix}-{n}`.
+    pub fn named(kafka: &KafkaConfig, exactly_once: &ExactlyOnceConfig, prefix: String, producers: usize) -> Arc<Self> {
         let mut config = super::producer::producer_config(kafka);
         config
             .set("transaction.timeout.ms", exactly_once.transaction_timeout_ms.to_string())
             .set("message.timeout.ms", kafka.delivery_timeout_ms.min(exactly_once.transaction_timeout_ms).to_string())
             // A transaction waits for its records anyway; no point batching across requests.
             .set("linger.ms", "1");
-        let slots = (0..exactly_once.producers).rev().map(|index| Slot { index, producer: None }).collect();
+        let slots = (0..producers).rev().map(|index| Slot { index, producer: None }).collect();
         Arc::new(Self {
             config,
-            prefix: format!("sluice-tx-{}", exactly_once.replica_id),
+            prefix,
             slots: Mutex::new(slots),
-            free: Arc::new(Semaphore::new(exactly_once.producers)),
+            free: Arc::new(Semaphore::new(producers)),
             acquire_timeout: Duration::from_millis(exactly_once.acquire_timeout_ms),
         })
     }
@@ -215,6 +220,20 @@ impl Transaction {
     /// only once the transaction commits).
     pub async fn delivered(&self, delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
         delivered(delivery).await
+    }
+
+    /// Adds a consumer's offsets to the transaction: they are committed for its group if, and
+    /// only if, the transaction commits.
+    pub async fn send_offsets(
+        &self,
+        offsets: rdkafka::TopicPartitionList,
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), ProduceError> {
+        let producer = self.producer().clone();
+        tokio::task::spawn_blocking(move || producer.send_offsets_to_transaction(&offsets, &group, KAFKA_TIMEOUT))
+            .await
+            .map_err(|e| ProduceError::Unavailable(e.to_string()))?
+            .map_err(|e| transaction_error(&e))
     }
 
     /// Commits: every record of the transaction becomes visible, or none does.

@@ -233,6 +233,16 @@ impl Pipeline {
         Ok(Prepared { results, records, written: Vec::new() })
     }
 
+    /// Writes a prepared batch outside any transaction and waits for every record's
+    /// acknowledgement (`ack = "wait"` whatever the route says).
+    pub async fn write(&self, prepared: Prepared) -> Result<Vec<EventResult>, BatchError> {
+        let Prepared { mut results, records, .. } = prepared;
+        if !records.is_empty() {
+            self.send(Ack::Wait, records, &mut results)?.await;
+        }
+        Ok(results.finish())
+    }
+
     /// Writes prepared batches (of one route or several) in the transaction `tx`, and waits for
     /// the broker to acknowledge every record. Their results say "stored" once the caller has
     /// committed `tx` and calls [`Prepared::finish`]; on an error the caller aborts `tx`, and

@@ -30,6 +30,14 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransformLabels {
+    /// A configured transform's name.
+    pub transform: String,
+    /// `transformed` (committed through the plugins) or `dead_lettered`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub topic: String,
     /// `produced`, `enqueued`, `refused`, `dropped` or `dead_lettered`.
@@ -156,6 +164,7 @@ pub struct Metrics {
     pub consumer_lag: Family<LagLabels, Gauge>,
     pub producer_queue: Gauge,
     pub registry_cache: Family<CacheLabels, Counter>,
+    pub transform_records: Family<TransformLabels, Counter>,
 }
 
 impl Metrics {
@@ -177,6 +186,12 @@ impl Metrics {
         registry.register("events", "Events by topic and outcome on the produce path", events.clone());
         let refused = Family::default();
         registry.register("events_refused", "Refused events by topic and problem type", refused.clone());
+        let transform_records = Family::default();
+        registry.register(
+            "transform_records",
+            "Input records a transform committed, by transform and outcome",
+            transform_records.clone(),
+        );
         let plugin_calls = Family::default();
         registry.register("plugin_calls", "Plugin calls by plugin version and hook", plugin_calls.clone());
         let plugin_failures = Family::default();
@@ -245,6 +260,7 @@ impl Metrics {
             http_duration,
             events,
             refused,
+            transform_records,
             plugin_calls,
             plugin_failures,
             plugin_duration,
@@ -267,6 +283,19 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// A transform committed a batch of `records` input records, `dead` of them dead-lettered.
+    pub fn transformed(&self, transform: &str, records: usize, dead: usize) {
+        let count = |outcome, n: usize| {
+            self.transform_records
+                .get_or_create(&TransformLabels { transform: transform.to_owned(), outcome })
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        };
+        count("transformed", records - dead);
+        if dead > 0 {
+            count("dead_lettered", dead);
+        }
     }
 
     pub fn events(&self, topic: &str, outcome: &'static str, n: u64) {
