@@ -205,6 +205,11 @@ pub fn body(data: &[u8]) {
         assert!(!events.is_empty() && events.len() <= 1000);
         assert!(events.iter().all(|e| e.get().starts_with('{')));
     }
+    // `POST /v1/events`: the same body, each event naming its topic.
+    if let Ok(events) = crate::http::parse_topic_events(data, 1000) {
+        assert!(!events.is_empty() && events.len() <= 1000);
+        assert!(events.iter().all(|e| e.value.get().starts_with('{')));
+    }
 }
 
 /// Configuration loading: `${VAR}` expansion, TOML, every section and the cross-checks.

@@ -24,6 +24,7 @@ use crate::kafka::transactions::Transactions;
 use crate::plugin::store::Plugins;
 use crate::plugin::{EngineLimits, PluginHost};
 use crate::produce::Pipeline;
+use crate::produce::commit::GroupCommit;
 use crate::registry::client::RemoteRegistry;
 use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::{Registry, SchemaCache};
@@ -259,8 +260,17 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let auth = crate::auth::Auth::new(config.auth.as_ref()).await.map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
     let transactions = Transactions::new(&config.kafka, &config.exactly_once);
     let idempotency = idempotency(config, &transactions).await?;
-    let pipeline =
-        Pipeline { producer, topics, schemas, routes: routes.clone(), plugins: plugins.clone(), tracing, transactions };
+    let commits = GroupCommit::start(transactions.clone(), topics.clone(), config.exactly_once.producers);
+    let pipeline = Pipeline {
+        producer,
+        topics,
+        schemas,
+        routes: routes.clone(),
+        plugins: plugins.clone(),
+        tracing,
+        transactions,
+        commits,
+    };
     let transforms = Transforms::start(&config.transforms, &config.kafka, &config.exactly_once, &pipeline);
     Ok(AppState {
         http: config.http.clone(),

@@ -124,6 +124,39 @@ async fn an_atomic_batch_writes_every_event_across_topics_or_none() -> anyhow::R
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn concurrent_atomic_requests_are_not_refused_for_each_others_records() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let topic = unique_name("notes");
+    let kafka = Kafka::shared();
+    kafka.create_topic(&topic, 2, &[("max.message.bytes", "2000")]).await?;
+    let env = Env::start(RegistryKind::Embedded, &route(&topic, "json", Some("/id"))).await?;
+    let path = format!("/v1/topics/{topic}/events?atomic=true");
+    // Requests that arrive together may share a transaction; one with a record Kafka refuses
+    // must not take the others down with it.
+    let bodies: Vec<Value> = (0..12)
+        .map(|i| {
+            if i == 5 {
+                json!([{"id": "big-0"}, {"id": "big-1", "note": incompressible(20_000)}])
+            } else {
+                json!([{"id": format!("n-{i}-0")}, {"id": format!("n-{i}-1")}])
+            }
+        })
+        .collect();
+    let answers = futures::future::try_join_all(bodies.iter().map(|body| post(&env, &path, body, None))).await?;
+    for (i, (status, body, _)) in answers.iter().enumerate() {
+        let expected = if i == 5 { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::OK };
+        assert_eq!(*status, expected, "request {i}: {body}");
+    }
+    let mut stored = keys(&kafka.bootstrap_servers(), &topic, Isolation::ReadCommitted).await?;
+    stored.sort();
+    let mut expected: Vec<String> =
+        (0..12).filter(|i| *i != 5).flat_map(|i| [format!("n-{i}-0"), format!("n-{i}-1")]).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_query_and_multi_topic_bodies_are_refused_with_a_reason() -> anyhow::Result<()> {
     let _deadline = sluice_tests::deadline();
     let topic = unique_name("notes");

@@ -51,7 +51,7 @@ pub enum Keys {
 }
 
 pub use self::access::{Gate, Limits};
-pub use self::body::parse_events;
+pub use self::body::{parse_events, parse_topic_events};
 pub use self::idempotency::Idempotency;
 pub use self::idempotency::cluster::Claims;
 

@@ -227,16 +227,13 @@ async fn produce_groups(
 ) -> Result<Response, Problem> {
     if options.atomic {
         let prepared = prepare(app, groups, context, may_produce).await?;
-        let tx = app.pipeline.transactions.begin().await.map_err(|e| batch_problem(BatchError::Kafka(e)))?;
-        let response = write(app, &tx, groups, prepared, options).await;
-        if response.status().is_success() {
-            if let Err(error) = tx.commit().await {
-                return Err(batch_problem(BatchError::Kafka(error)));
-            }
-        } else {
-            tx.abort().await;
+        if let Some(problem) = atomic_refusals(groups, &prepared) {
+            return Err(problem);
         }
-        return Ok(response);
+        let (prepared, written) = app.pipeline.write_atomically(prepared).await;
+        written.map_err(|e| batch_problem(BatchError::Kafka(e)))?;
+        let results = prepared.into_iter().map(Prepared::finish).collect();
+        return Ok(respond(&merge(groups, results)));
     }
     let mut all = Vec::new();
     for group in groups {
@@ -272,22 +269,30 @@ async fn write(
     mut prepared: Vec<Prepared>,
     options: Options,
 ) -> Response {
-    if options.atomic {
-        let refused: Vec<(usize, EventError)> = groups
-            .iter()
-            .zip(&prepared)
-            .flat_map(|(group, p)| p.refusals().into_iter().map(|(i, e)| (group.origins[i], e)))
-            .collect();
-        if !refused.is_empty() {
-            let total = groups.iter().map(|g| g.events.len()).sum();
-            return atomic_refused(refused, total).into_response();
-        }
+    if options.atomic
+        && let Some(problem) = atomic_refusals(groups, &prepared)
+    {
+        return problem.into_response();
     }
     if let Err(error) = app.pipeline.write_in(tx, &mut prepared).await {
         return batch_problem(BatchError::Kafka(error)).into_response();
     }
     let results = prepared.into_iter().map(Prepared::finish).collect();
     respond(&merge(groups, results))
+}
+
+/// An atomic request with refused events: the problem that answers it (nothing is written).
+fn atomic_refusals(groups: &[Group<'_>], prepared: &[Prepared]) -> Option<Problem> {
+    let refused: Vec<(usize, EventError)> = groups
+        .iter()
+        .zip(prepared)
+        .flat_map(|(group, p)| p.refusals().into_iter().map(|(i, e)| (group.origins[i], e)))
+        .collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let total = groups.iter().map(|g| g.events.len()).sum();
+    Some(atomic_refused(refused, total))
 }
 
 /// The groups' results as one list in request order; events of `POST /v1/events` name their topic.

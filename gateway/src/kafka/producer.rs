@@ -42,12 +42,16 @@ pub enum ProduceError {
     /// Kafka refused the record for a reason retrying will not fix.
     #[error("Kafka refused the record: {0}")]
     Refused(String),
+    /// The record was dropped unsent because its transaction was being aborted (for another
+    /// record's failure, or the producer's previous transaction's).
+    #[error("the record's transaction was aborted before it was sent")]
+    Purged,
 }
 
 impl ProduceError {
     /// Whether the same request may succeed if retried later.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, ProduceError::Unavailable(_) | ProduceError::Overloaded)
+        matches!(self, ProduceError::Unavailable(_) | ProduceError::Overloaded | ProduceError::Purged)
     }
 }
 
@@ -59,6 +63,7 @@ pub fn classify(error: &KafkaError) -> ProduceError {
     };
     match code {
         C::QueueFull => ProduceError::Overloaded,
+        C::PurgeQueue | C::PurgeInflight => ProduceError::Purged,
         C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
             ProduceError::TooLarge(code.to_string())
         }

@@ -9,6 +9,7 @@
 //! producer failed fatally (fenced by a second replica wrongly given the same `replica_id`, or its
 //! state lost) gets a fresh producer on its next use.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,7 +28,10 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Transactions {
     config: ClientConfig,
     prefix: String,
-    slots: Mutex<Vec<Slot>>,
+    /// Free slots, least recently used first: a producer that just committed is still
+    /// completing its transaction on the broker, and beginning its next one at once makes
+    /// librdkafka back off (`CONCURRENT_TRANSACTIONS`) for 20 ms.
+    slots: Mutex<VecDeque<Slot>>,
     free: Arc<Semaphore>,
     acquire_timeout: Duration,
 }
@@ -57,7 +61,7 @@ impl Transactions {
             .set("message.timeout.ms", kafka.delivery_timeout_ms.min(exactly_once.transaction_timeout_ms).to_string())
             // A transaction waits for its records anyway; no point batching across requests.
             .set("linger.ms", "1");
-        let slots = (0..producers).rev().map(|index| Slot { index, producer: None }).collect();
+        let slots = (0..producers).map(|index| Slot { index, producer: None }).collect();
         Arc::new(Self {
             config,
             prefix,
@@ -93,10 +97,10 @@ impl Transactions {
             .map_err(|_| ProduceError::Unavailable("the gateway is shutting down".into()))?;
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let wanted = slots.iter().rposition(|s| s.producer.is_none() == (prefer == Prefer::Uninitialised));
+            let wanted = slots.iter().position(|s| s.producer.is_none() == (prefer == Prefer::Uninitialised));
             match wanted {
-                Some(index) => Some(slots.swap_remove(index)),
-                None => slots.pop(),
+                Some(index) => slots.remove(index),
+                None => slots.pop_front(),
             }
         };
         let Some(mut slot) = slot else {
@@ -126,7 +130,7 @@ impl Transactions {
     }
 
     fn release(&self, slot: Slot) {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).push_back(slot);
     }
 
     /// Begins a transaction on a free producer.

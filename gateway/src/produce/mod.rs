@@ -6,6 +6,7 @@
 //! is a [`BatchError`]; anything about one event is that event's [`EventError`], and the others
 //! go on. Without plugins, events are encoded straight from the request body's bytes.
 
+pub mod commit;
 pub mod results;
 
 use std::borrow::Cow;
@@ -52,6 +53,8 @@ pub struct Pipeline {
     pub tracing: crate::telemetry::trace::Tracing,
     /// Transactional producers, for atomic batches and cluster-wide idempotency.
     pub transactions: Arc<Transactions>,
+    /// Atomic requests' group commits.
+    pub commits: commit::GroupCommit,
 }
 
 /// One record to produce, and which request event it answers for.
@@ -92,6 +95,11 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
+    /// Records waiting to be written.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+
     /// The events that cannot be written, with why, in request order.
     pub fn refusals(&self) -> Vec<(usize, EventError)> {
         self.results.failures()
@@ -109,6 +117,50 @@ impl Prepared {
         }
         self.results.finish()
     }
+}
+
+/// Writes the records of `batches` in `tx` and waits for each acknowledgement. Only when all
+/// are acknowledged are the batches marked written (their records then gone); on an error they
+/// are left as they were, to be written again elsewhere.
+pub(crate) async fn write_in(tx: &Transaction, topics: &Topics, batches: &mut [Prepared]) -> Result<(), ProduceError> {
+    let mut pending = Vec::new();
+    for (batch, prepared) in batches.iter().enumerate() {
+        for (index, record) in prepared.records.iter().enumerate() {
+            let headers = record.headers.clone();
+            let delivery = tx.send(&record.topic, None, record.key.as_deref(), Some(&record.payload), headers)?;
+            pending.push((batch, index, delivery));
+        }
+    }
+    let mut written = Vec::with_capacity(pending.len());
+    let mut failed: Option<ProduceError> = None;
+    for (batch, index, delivery) in pending {
+        match tx.delivered(delivery).await {
+            Ok(delivered) => written.push((batch, index, delivered)),
+            Err(error) => {
+                if error == ProduceError::UnknownTopic {
+                    topics.mark_missing(&batches[batch].records[index].topic);
+                }
+                // One refused record makes librdkafka purge the transaction's others: report
+                // the cause, not the purges it led to.
+                if failed.as_ref().is_none_or(|f| f.is_retriable() && !error.is_retriable()) {
+                    failed = Some(error);
+                }
+            }
+        }
+    }
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    for (batch, index, delivered) in written {
+        let record = &batches[batch].records[index];
+        let (origin, topic, schema_id, dead_letter) =
+            (record.origin, record.topic.clone(), record.schema_id, record.dead_letter.clone());
+        batches[batch].written.push(Written { origin, topic, schema_id, dead_letter, delivered });
+    }
+    for prepared in batches.iter_mut() {
+        prepared.records.clear();
+    }
+    Ok(())
 }
 
 /// A record a transaction wrote.
@@ -248,23 +300,14 @@ impl Pipeline {
     /// committed `tx` and calls [`Prepared::finish`]; on an error the caller aborts `tx`, and
     /// nothing of any batch is written.
     pub async fn write_in(&self, tx: &Transaction, batches: &mut [Prepared]) -> Result<(), ProduceError> {
-        let mut pending = Vec::new();
-        for (batch, prepared) in batches.iter_mut().enumerate() {
-            for record in std::mem::take(&mut prepared.records) {
-                let delivery =
-                    tx.send(&record.topic, None, record.key.as_deref(), Some(&record.payload), record.headers)?;
-                pending.push((batch, record.origin, record.topic, record.schema_id, record.dead_letter, delivery));
-            }
-        }
-        for (batch, origin, topic, schema_id, dead_letter, delivery) in pending {
-            let delivered = tx.delivered(delivery).await.inspect_err(|error| {
-                if *error == ProduceError::UnknownTopic {
-                    self.topics.mark_missing(&topic);
-                }
-            })?;
-            batches[batch].written.push(Written { origin, topic, schema_id, dead_letter, delivered });
-        }
-        Ok(())
+        write_in(tx, &self.topics, batches).await
+    }
+
+    /// Writes prepared batches atomically in a transaction shared with other requests' (group
+    /// commit: requests that arrive while a transaction runs go together in the next one). Hands
+    /// the batches back, written (their results say where) or not (with why).
+    pub async fn write_atomically(&self, batches: Vec<Prepared>) -> (Vec<Prepared>, Result<(), ProduceError>) {
+        self.commits.write(batches).await
     }
 
     /// The schema a route encodes with (`None` for schemaless routes).

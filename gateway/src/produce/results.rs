@@ -179,7 +179,7 @@ impl EventErrorKind {
 impl From<ProduceError> for EventError {
     fn from(error: ProduceError) -> Self {
         let kind = match &error {
-            ProduceError::Unavailable(_) => EventErrorKind::KafkaUnavailable,
+            ProduceError::Unavailable(_) | ProduceError::Purged => EventErrorKind::KafkaUnavailable,
             ProduceError::Overloaded => EventErrorKind::Overloaded,
             ProduceError::UnknownTopic => EventErrorKind::KafkaTopicMissing,
             ProduceError::TooLarge(_) => EventErrorKind::RecordTooLarge,

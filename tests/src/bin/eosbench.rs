@@ -37,6 +37,9 @@ struct Args {
     /// Rounds of the HTTP pairs.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// `exactly_once.producers` of the gateway (default: the configuration's default).
+    #[arg(long)]
+    producers: Option<usize>,
     /// Input records each transform drains.
     #[arg(long, default_value_t = 200_000)]
     transform_records: usize,
@@ -57,8 +60,9 @@ async fn run(args: &Args, kafka: &Kafka, server: &tokio::runtime::Handle) -> any
     let config = format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\n\
          [registry]\nurl = \"embedded\"\ntopic = \"{}\"\n\
-         [[topics]]\nname = \"{topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\n",
+         [[topics]]\nname = \"{topic}\"\nformat = \"avro\"\nkey = \"/order_id\"\n{}",
         unique_name("_bench_schemas"),
+        args.producers.map(|n| format!("[exactly_once]\nproducers = {n}\n")).unwrap_or_default(),
     );
     let config = sluice::config::load_str(&config, |_| None).map_err(|p| anyhow::anyhow!("{p:?}"))?;
     let gateway = server.spawn(sluice::Gateway::start(config)).await??;
@@ -211,8 +215,9 @@ fn report(args: &Args, outcomes: &[Outcome], transforms: &[(&'static str, f64)])
     let ratio =
         |with: &str, without: &str| median(rates(with).iter().zip(rates(without)).map(|(w, wo)| w / wo).collect());
     println!();
+    let producers = args.producers.map_or_else(|| "the default number of".to_owned(), |n| n.to_string());
     println!(
-        "{} connections; medians of {} rounds, each pair compared within its round:",
+        "{} connections, {producers} transactional producers; medians of {} rounds, each pair compared within its round:",
         args.connections, args.rounds
     );
     println!(

@@ -381,7 +381,8 @@ impl Claims {
                 return Err("an earlier request with a key on the same partition is still open".into());
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            // The wait is usually for one earlier transaction's commit: a few milliseconds.
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 
@@ -409,8 +410,9 @@ impl Claims {
     async fn read_below(&self, partition: i32, offset: i64) -> Result<(), String> {
         let index = usize::try_from(partition).unwrap_or(0);
         let mut positions = self.positions.clone();
+        // The reader is usually a marker behind at most; a scan costs a fetch.
         let reached = tokio::time::timeout(
-            Duration::from_millis(20),
+            Duration::from_millis(5),
             positions.wait_for(|p| p.get(index).is_some_and(|next| *next >= offset)),
         )
         .await
@@ -514,7 +516,9 @@ fn read_loop(
 ) {
     let mut last_evict = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match reader.poll(Duration::from_millis(50)) {
+        // Short: a transaction marker moves the position without returning a message, and a
+        // claim waits for the position to pass the markers below it.
+        match reader.poll(Duration::from_millis(5)) {
             Some(Ok(message)) => {
                 if let (Some(key), Some(value)) = (message.key(), message.payload()) {
                     state.lock().unwrap_or_else(PoisonError::into_inner).apply(key, message.offset(), value, window_ms);
