@@ -120,6 +120,7 @@ impl Prepared {
                 listener,
                 crate::http::admin::router(
                     state.plugins.clone(),
+                    state.transforms.clone(),
                     &admin.token,
                     state.gate.auth.clone(),
                     admin.max_upload_bytes,
@@ -271,7 +272,9 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         transactions,
         commits,
     };
-    let transforms = Transforms::start(&config.transforms, &config.kafka, &config.exactly_once, &pipeline);
+    let transforms = Transforms::start(config, &pipeline).await.map_err(|e| {
+        anyhow::anyhow!("cannot read the transform store {}: {e}", config.exactly_once.transforms_topic)
+    })?;
     Ok(AppState {
         http: config.http.clone(),
         routes,

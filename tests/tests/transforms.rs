@@ -103,6 +103,84 @@ async fn a_transform_runs_its_plugin_into_the_output_and_dead_letters_what_it_ca
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn transforms_created_through_the_admin_api_run_change_and_stop() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let (input, output, other) =
+        (unique_name("orders.placed"), unique_name("orders.shipped"), unique_name("orders.other"));
+    let kafka = Kafka::shared();
+    for topic in [&input, &output, &other] {
+        kafka.create_topic(topic, 1, &[]).await?;
+    }
+    let token = "test-admin-token-0123456789";
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\n[exactly_once]\nreplica_id = \"{}\"\n\
+         transforms_topic = \"{}\"\n\n[[plugins]]\nname = \"enrich\"\npath = \"{}\"\n\n{}\n{}",
+        unique_name("replica"),
+        unique_name("_sluice_transforms"),
+        plugin_wasm("enrich").display(),
+        route(&output, "json", Some("/order_id")),
+        route(&other, "json", Some("/order_id")),
+    );
+    let env = Env::start(RegistryKind::Embedded, &config).await?;
+    let admin = format!("http://{}/admin/transforms", env.gateway.admin_addr().expect("admin listener"));
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = env.http.request(method, format!("{admin}{path}")).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await?;
+            let status = response.status();
+            let text = response.text().await?;
+            Ok::<_, anyhow::Error>((status, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)))
+        }
+    };
+    let bootstrap = kafka.bootstrap_servers();
+
+    // Every problem at once, field by field.
+    let (status, body) =
+        call(reqwest::Method::PUT, "/ship", Some(json!({"inputs": [], "output": "nowhere", "plugins": ["ghost"]})))
+            .await?;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fields: Vec<&str> =
+        body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["inputs", "output", "plugins"], "{body}");
+
+    let ship = json!({"inputs": [input], "output": output, "plugins": ["enrich"]});
+    let (status, body) = call(reqwest::Method::PUT, "/ship", Some(ship.clone())).await?;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    produce(&bootstrap, &input, &[("o-1".into(), br#"{"order_id":"o-1"}"#.to_vec())]).await?;
+    let shipped = await_records(&bootstrap, &output, 1).await?;
+    let value: Value = serde_json::from_slice(shipped[0].payload().unwrap_or_default())?;
+    assert!(value["ingested_at"].is_string(), "{value}");
+    let (status, body) = call(reqwest::Method::GET, "", None).await?;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(
+        (body["transforms"][0]["name"].as_str(), body["transforms"][0]["source"].as_str()),
+        (Some("ship"), Some("api"))
+    );
+
+    // Changed: the same group carries on from its committed offsets, into the new output.
+    let (status, _) = call(reqwest::Method::PUT, "/ship", Some(json!({"inputs": [input], "output": other}))).await?;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    produce(&bootstrap, &input, &[("o-2".into(), br#"{"order_id":"o-2"}"#.to_vec())]).await?;
+    let moved = await_records(&bootstrap, &other, 1).await?;
+    assert_eq!(moved.len(), 1, "only the record after the change goes to the new output");
+    assert_eq!(moved[0].key(), Some(&b"o-2"[..]));
+
+    let (status, _) = call(reqwest::Method::DELETE, "/ship", None).await?;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let (status, body) = call(reqwest::Method::DELETE, "/ship", None).await?;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (reqwest::StatusCode::NOT_FOUND, Some("urn:sluice:problem:unknown-transform"))
+    );
+    let (_, body) = call(reqwest::Method::GET, "", None).await?;
+    assert_eq!(body["transforms"], json!([]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_transform_killed_mid_batch_writes_exactly_one_output_per_input() -> anyhow::Result<()> {
     let _deadline = sluice_tests::deadline_of(Duration::from_secs(600));
     const INPUTS: usize = 4000;

@@ -515,6 +515,48 @@ mod tests {
     }
 
     #[test]
+    fn transforms_and_exactly_once_settings_are_checked_together() {
+        let problems = load_str(
+            r#"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            delivery_timeout_ms = 20000
+            [exactly_once]
+            replica_id = "two words"
+            producers = 0
+            [[topics]]
+            name = "orders.shipped"
+            format = "json"
+            [[transforms]]
+            name = "ship"
+            inputs = ["orders.shipped", "_sluice_schemas"]
+            output = "orders.shipped"
+            plugins = ["ghost"]
+            on_plugin_error = "dead-letter"
+            [[transforms]]
+            name = "ship"
+            inputs = ["a"]
+            output = "nowhere"
+            "#,
+            no_env,
+        )
+        .unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for expected in [
+            "exactly_once.replica_id: ",
+            "exactly_once.producers: ",
+            "exactly_once.transaction_timeout_ms: must be at least 1000 and at least kafka.delivery_timeout_ms",
+            "transforms[0].inputs: must not include the output",
+            "transforms[0].plugins: 'ghost' is not declared",
+            "transforms[0].dead_letter_topic: required",
+            "transforms[1].name: duplicate",
+            "transforms[1].output: 'nowhere' is not a [[topics]] route",
+        ] {
+            assert!(text.iter().any(|t| t.starts_with(expected)), "{expected} not in {text:#?}");
+        }
+    }
+
+    #[test]
     fn unset_variables_and_syntax_errors_are_reported() {
         let problems = load_str("[kafka]\nbootstrap_servers = \"${KAFKA}\"\n", no_env).unwrap_err();
         assert!(problems[0].message.contains("KAFKA is not set"));

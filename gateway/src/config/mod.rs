@@ -7,7 +7,7 @@
 mod load;
 pub mod scope;
 pub mod subscription;
-mod validate;
+pub(crate) mod validate;
 pub mod vars;
 
 use std::collections::BTreeMap;
@@ -418,7 +418,7 @@ impl std::fmt::Debug for AdminConfig {
 /// `[[transforms]]`: consume input topics, run plugins on each batch, write the results to the
 /// output route's topic (encoded as that route encodes events) and commit the input offsets —
 /// in one Kafka transaction per batch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
     /// Names the consumer group (`sluice-transform-{name}`) and the transactional ids.
@@ -449,6 +449,55 @@ pub struct TransformConfig {
     /// How long a batch waits to fill once it has a record. Default 20 ms.
     #[serde(default = "default_transform_wait_ms")]
     pub max_wait_ms: u64,
+}
+
+impl TransformConfig {
+    /// What is wrong with this transform, field by field (`is_route` and `is_plugin` say what
+    /// the gateway serves). Shared by the configuration file and the admin API.
+    pub fn problems(
+        &self,
+        is_route: &dyn Fn(&str) -> bool,
+        is_plugin: &dyn Fn(&str) -> bool,
+    ) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.name.is_empty()
+            || self.name.len() > 100
+            || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            problems.push(("name", "must be 1-100 characters of letters, digits, '.', '_' or '-'".to_owned()));
+        }
+        if self.inputs.is_empty() {
+            problems.push(("inputs", "must name at least one topic".to_owned()));
+        }
+        for input in &self.inputs {
+            if let Err(why) = validate::check_topic_name(input) {
+                problems.push(("inputs", why));
+            }
+            if *input == self.output {
+                problems.push(("inputs", "must not include the output (each result would be read again)".to_owned()));
+            }
+        }
+        if !is_route(&self.output) {
+            problems.push(("output", format!("'{}' is not a [[topics]] route", self.output)));
+        }
+        for name in &self.plugins {
+            if !is_plugin(name) {
+                problems.push(("plugins", format!("'{name}' is not declared in [[plugins]]")));
+            }
+        }
+        if let Some(dlq) = &self.dead_letter_topic
+            && let Err(why) = validate::check_topic_name(dlq)
+        {
+            problems.push(("dead_letter_topic", why));
+        }
+        if self.on_plugin_error == OnPluginError::DeadLetter && self.dead_letter_topic.is_none() {
+            problems.push(("dead_letter_topic", "required when on_plugin_error is dead-letter".to_owned()));
+        }
+        if self.max_batch == 0 || self.max_batch > 10_000 {
+            problems.push(("max_batch", "must be between 1 and 10000".to_owned()));
+        }
+        problems
+    }
 }
 
 fn default_true() -> bool {
@@ -493,6 +542,9 @@ pub struct ExactlyOnceConfig {
     /// Its partition count when Sluice creates it: claims on one partition are decided one
     /// transaction at a time. Default 16.
     pub idempotency_partitions: i32,
+    /// The compacted topic holding transforms created through the admin API (read only when
+    /// `[admin]` is configured). Default `_sluice_transforms`.
+    pub transforms_topic: String,
 }
 
 /// `{host}-{pid}`, with a counter after the first gateway configured in one process (tests
@@ -532,6 +584,7 @@ impl Default for ExactlyOnceConfig {
             idempotency: IdempotencyScope::Cluster,
             idempotency_topic: "_sluice_idempotency".into(),
             idempotency_partitions: 16,
+            transforms_topic: "_sluice_transforms".into(),
         }
     }
 }
@@ -866,7 +919,7 @@ pub struct TopicConfig {
 }
 
 /// What a route does when a plugin fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnPluginError {
     #[default]

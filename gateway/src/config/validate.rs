@@ -102,46 +102,13 @@ pub(super) fn transforms(
 ) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, transform) in transforms.iter().enumerate() {
-        let at = |key: &str| format!("transforms[{i}].{key}");
-        if transform.name.is_empty()
-            || transform.name.len() > 100
-            || !transform.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            problems.push(Problem::new(at("name"), "must be 1-100 characters of letters, digits, '.', '_' or '-'"));
-        }
         if let Some(first) = seen.insert(&transform.name, i) {
-            problems.push(Problem::new(at("name"), format!("duplicate of transforms[{first}]")));
+            problems.push(Problem::new(format!("transforms[{i}].name"), format!("duplicate of transforms[{first}]")));
         }
-        if transform.inputs.is_empty() {
-            problems.push(Problem::new(at("inputs"), "must name at least one topic"));
-        }
-        for input in &transform.inputs {
-            if let Err(why) = check_topic_name(input) {
-                problems.push(Problem::new(at("inputs"), why));
-            }
-            if *input == transform.output {
-                problems
-                    .push(Problem::new(at("inputs"), "must not include the output (each result would be read again)"));
-            }
-        }
-        if !topics.iter().any(|t| t.name == transform.output) {
-            problems.push(Problem::new(at("output"), format!("'{}' is not a [[topics]] route", transform.output)));
-        }
-        for name in &transform.plugins {
-            if !plugins.iter().any(|p| p.name == *name) {
-                problems.push(Problem::new(at("plugins"), format!("'{name}' is not declared in [[plugins]]")));
-            }
-        }
-        if let Some(dlq) = &transform.dead_letter_topic
-            && let Err(why) = check_topic_name(dlq)
-        {
-            problems.push(Problem::new(at("dead_letter_topic"), why));
-        }
-        if transform.on_plugin_error == OnPluginError::DeadLetter && transform.dead_letter_topic.is_none() {
-            problems.push(Problem::new(at("dead_letter_topic"), "required when on_plugin_error is dead-letter"));
-        }
-        if transform.max_batch == 0 || transform.max_batch > 10_000 {
-            problems.push(Problem::new(at("max_batch"), "must be between 1 and 10000"));
+        let is_route = |name: &str| topics.iter().any(|t| t.name == name);
+        let is_plugin = |name: &str| plugins.iter().any(|p| p.name == name);
+        for (field, message) in transform.problems(&is_route, &is_plugin) {
+            problems.push(Problem::new(format!("transforms[{i}].{field}"), message));
         }
     }
 }
@@ -281,7 +248,7 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
 }
 
 /// Kafka's own rule for topic names.
-fn check_topic_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 {
         return Err("a topic name has 1 to 249 characters".into());
     }

@@ -6,7 +6,9 @@
 //!   uploaded versions and the rollback history;
 //! - `PUT /admin/plugins/{name}` with the component as the body: checks it against the plugin
 //!   world (422 with the reason if it does not fit), stores it and makes it active (201);
-//! - `POST /admin/plugins/{name}/versions/{version}/activate`, `POST /admin/plugins/{name}/rollback`.
+//! - `POST /admin/plugins/{name}/versions/{version}/activate`, `POST /admin/plugins/{name}/rollback`;
+//! - `GET /admin/transforms`; `PUT /admin/transforms/{name}` with a `[[transforms]]` entry as JSON
+//!   (201 created, 200 replaced, 422 with every problem); `DELETE /admin/transforms/{name}`.
 
 use std::sync::Arc;
 
@@ -16,25 +18,35 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::json;
 
 use super::problem::Problem;
 use crate::auth::{Auth, Permission};
 use crate::plugin::store::{Plugins, StoreError};
+use crate::transform::{TransformError, Transforms};
 
 #[derive(Clone)]
 struct Admin {
     plugins: Arc<Plugins>,
+    transforms: Arc<Transforms>,
     token: Arc<str>,
     auth: Arc<Auth>,
 }
 
 /// The admin router; every request needs `Authorization: Bearer <token>` (the admin token, or
 /// a credential of `auth` with the `admin` scope).
-pub fn router(plugins: Arc<Plugins>, token: &str, auth: Arc<Auth>, max_upload_bytes: usize) -> Router {
-    let admin = Admin { plugins, token: token.into(), auth };
+pub fn router(
+    plugins: Arc<Plugins>,
+    transforms: Arc<Transforms>,
+    token: &str,
+    auth: Arc<Auth>,
+    max_upload_bytes: usize,
+) -> Router {
+    let admin = Admin { plugins, transforms, token: token.into(), auth };
     Router::new()
+        .route("/admin/transforms", get(list_transforms))
+        .route("/admin/transforms/{name}", put(put_transform).delete(delete_transform))
         .route("/admin/plugins", get(list))
         .route("/admin/plugins/{name}", get(show).put(upload))
         .route("/admin/plugins/{name}/versions/{version}/activate", post(activate))
@@ -135,4 +147,65 @@ async fn rollback(State(admin): State<Admin>, Path(name): Path<String>) -> Resul
     let version = admin.plugins.rollback(&name).await.map_err(problem)?;
     tracing::info!(plugin = name, version, "plugin rolled back");
     Ok(axum::Json(admin.plugins.status_of(&name)).into_response())
+}
+
+async fn list_transforms(State(admin): State<Admin>) -> Response {
+    let transforms: Vec<serde_json::Value> = admin
+        .transforms
+        .list()
+        .into_iter()
+        .map(|(config, source)| {
+            let mut value = serde_json::to_value(config).unwrap_or_default();
+            value["source"] = serde_json::to_value(source).unwrap_or_default();
+            value
+        })
+        .collect();
+    axum::Json(json!({ "transforms": transforms })).into_response()
+}
+
+async fn put_transform(State(admin): State<Admin>, Path(name): Path<String>, body: Bytes) -> Result<Response, Problem> {
+    let invalid = |detail: String| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-transform", "Invalid transform", detail)
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(invalid("the body must be a JSON object".into()));
+    };
+    match object.get("name") {
+        Some(given) if *given != json!(name) => return Err(invalid("the body's name differs from the path's".into())),
+        _ => {
+            object.insert("name".into(), json!(name));
+        }
+    }
+    let config: crate::config::TransformConfig =
+        serde_json::from_value(value).map_err(|e| invalid(format!("not a transform: {e}")))?;
+    let created = admin.transforms.put(config.clone()).await.map_err(transform_problem)?;
+    tracing::info!(transform = name, created, "transform stored");
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(config)).into_response())
+}
+
+async fn delete_transform(State(admin): State<Admin>, Path(name): Path<String>) -> Result<Response, Problem> {
+    admin.transforms.delete(&name).await.map_err(transform_problem)?;
+    tracing::info!(transform = name, "transform deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn transform_problem(error: TransformError) -> Problem {
+    let (status, slug, title) = match &error {
+        TransformError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-transform", "Invalid transform"),
+        TransformError::Declared(_) => (StatusCode::CONFLICT, "declared-transform", "Declared in the configuration"),
+        TransformError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown-transform", "Unknown transform"),
+        TransformError::Unavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "transform-store-unavailable", "Transform store unavailable")
+        }
+    };
+    let mut problem = Problem::new(status, slug, title, error.to_string());
+    if let TransformError::Invalid(problems) = &error {
+        let errors: Vec<serde_json::Value> =
+            problems.iter().map(|(field, message)| json!({"field": field, "message": message})).collect();
+        problem = problem.with("errors", errors);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE { problem.retry_after(5) } else { problem }
 }

@@ -38,7 +38,7 @@ pub struct AppState {
     /// Where `Idempotency-Key` outcomes are kept (`None`: the header is ignored).
     pub idempotency: Option<Keys>,
     /// The `[[transforms]]` running in this replica (stopped when the state is dropped).
-    pub transforms: crate::transform::Transforms,
+    pub transforms: Arc<crate::transform::Transforms>,
 }
 
 /// Where `Idempotency-Key` outcomes are kept.

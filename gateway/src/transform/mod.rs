@@ -15,8 +15,10 @@
 //! With `exactly_once = false` the same loop runs without a transaction: results are
 //! acknowledged first, offsets committed after, and a crash in between repeats a batch.
 
+mod store;
+
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -24,9 +26,10 @@ use rdkafka::message::{Headers as _, OwnedMessage};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::value::RawValue;
 
-use crate::config::{ExactlyOnceConfig, KafkaConfig, TransformConfig};
+use crate::config::{Config, ExactlyOnceConfig, InternalTopics, KafkaConfig, TransformConfig};
 use crate::kafka::client_config;
 use crate::kafka::dead_letter::DeadLetter;
+use crate::kafka::log::{self, CompactedLog, LogError, Outcome, Plan};
 use crate::kafka::transactions::{Transaction, Transactions};
 use crate::produce::{BatchError, Pipeline};
 use crate::route::Route;
@@ -34,57 +37,220 @@ use crate::route::Route;
 /// Pause after a failed batch before it is read again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// The running transforms; dropping this stops them.
-#[derive(Debug, Default)]
+/// The transforms this replica runs: those declared in the file and those created through the
+/// admin API (kept in a compacted topic every replica reads). Dropping this stops them.
 pub struct Transforms {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    declared: Vec<TransformConfig>,
+    store: Option<Arc<CompactedLog<store::Stored>>>,
+    kafka: KafkaConfig,
+    exactly_once: ExactlyOnceConfig,
+    pipeline: Pipeline,
+    internal: InternalTopics,
+    running: Mutex<HashMap<String, (TransformConfig, tokio::task::JoinHandle<()>)>>,
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Transforms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transforms").field("declared", &self.declared.len()).finish_non_exhaustive()
+    }
 }
 
 impl Drop for Transforms {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        if let Some(follower) = self.follower.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            follower.abort();
+        }
+        for (_, (_, task)) in self.running.lock().unwrap_or_else(PoisonError::into_inner).drain() {
             task.abort();
         }
     }
 }
 
+/// Why the admin API refused a transform change.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("the transform is not valid")]
+    Invalid(Vec<(&'static str, String)>),
+    #[error("transform '{0}' is declared in the configuration file; change it there")]
+    Declared(String),
+    #[error("no transform '{0}' was created through the API")]
+    NotFound(String),
+    #[error("the transform store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<LogError> for TransformError {
+    fn from(error: LogError) -> Self {
+        TransformError::Unavailable(error.0)
+    }
+}
+
+/// Where a transform comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Config,
+    Api,
+}
+
 impl Transforms {
-    /// Starts every transform; each keeps running (and restarting its consumer after errors)
-    /// until this is dropped.
-    pub fn start(
-        configs: &[TransformConfig],
-        kafka: &KafkaConfig,
-        exactly_once: &ExactlyOnceConfig,
-        pipeline: &Pipeline,
-    ) -> Self {
-        let tasks = configs
-            .iter()
-            .filter_map(|config| {
-                let Some(output) = pipeline.routes.get(&config.output) else {
-                    tracing::error!(transform = config.name, output = config.output, "the output is not a route");
-                    return None;
-                };
-                let route = Arc::new(Route {
-                    plugins: config.plugins.clone(),
-                    on_plugin_error: config.on_plugin_error,
-                    dead_letter_topic: config.dead_letter_topic.clone(),
-                    ..Route::clone(output)
-                });
-                let producer = config.exactly_once.then(|| {
-                    let prefix = format!("sluice-transform-{}-{}", config.name, exactly_once.replica_id);
-                    Transactions::named(kafka, exactly_once, prefix, 1)
-                });
-                let worker = Worker {
-                    config: config.clone(),
-                    kafka: kafka.clone(),
-                    pipeline: pipeline.clone(),
-                    route,
-                    producer,
-                };
-                Some(tokio::spawn(worker.run()))
+    /// Starts the declared transforms and, with a store (`[admin]` configured), those created
+    /// through the API, following the store from then on.
+    pub async fn start(config: &Config, pipeline: &Pipeline) -> Result<Arc<Self>, LogError> {
+        let store = match &config.admin {
+            Some(_) => Some(Arc::new(
+                CompactedLog::start(&client_config(&config.kafka), &config.exactly_once.transforms_topic).await?,
+            )),
+            None => None,
+        };
+        let transforms = Arc::new(Self {
+            declared: config.transforms.clone(),
+            store,
+            kafka: config.kafka.clone(),
+            exactly_once: config.exactly_once.clone(),
+            pipeline: pipeline.clone(),
+            internal: config.internal_topics(),
+            running: Mutex::new(HashMap::new()),
+            follower: Mutex::new(None),
+        });
+        transforms.reconcile();
+        if let Some(store) = &transforms.store {
+            let (mut changes, weak) = (store.watch(), Arc::downgrade(&transforms));
+            let follower = tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    match weak.upgrade() {
+                        Some(transforms) => transforms.reconcile(),
+                        None => return,
+                    }
+                }
+            });
+            *transforms.follower.lock().unwrap_or_else(PoisonError::into_inner) = Some(follower);
+        }
+        Ok(transforms)
+    }
+
+    /// Every transform with where it comes from; declared ones win over stored ones of the
+    /// same name.
+    pub fn list(&self) -> Vec<(TransformConfig, Source)> {
+        let mut all: Vec<(TransformConfig, Source)> =
+            self.declared.iter().map(|t| (t.clone(), Source::Config)).collect();
+        if let Some(store) = &self.store {
+            for stored in store.read().transforms.values() {
+                if !self.declared.iter().any(|d| d.name == stored.name) {
+                    all.push((stored.clone(), Source::Api));
+                }
+            }
+        }
+        all
+    }
+
+    /// Starts what should run and is not running (or runs with another configuration), and
+    /// stops what should not run.
+    fn reconcile(&self) {
+        let desired: HashMap<String, TransformConfig> =
+            self.list().into_iter().map(|(config, _)| (config.name.clone(), config)).collect();
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.retain(|name, (config, task)| {
+            let keep = desired.get(name) == Some(config);
+            if !keep {
+                tracing::info!(transform = name, "stopping a transform");
+                task.abort();
+            }
+            keep
+        });
+        for (name, config) in desired {
+            if running.contains_key(&name) {
+                continue;
+            }
+            if let Some(task) = self.spawn(&config) {
+                tracing::info!(transform = name, "starting a transform");
+                running.insert(name, (config, task));
+            }
+        }
+    }
+
+    fn spawn(&self, config: &TransformConfig) -> Option<tokio::task::JoinHandle<()>> {
+        let Some(output) = self.pipeline.routes.get(&config.output) else {
+            tracing::error!(transform = config.name, output = config.output, "the output is not a route");
+            return None;
+        };
+        let route = Arc::new(Route {
+            plugins: config.plugins.clone(),
+            on_plugin_error: config.on_plugin_error,
+            dead_letter_topic: config.dead_letter_topic.clone(),
+            ..Route::clone(output)
+        });
+        let producer = config.exactly_once.then(|| {
+            let prefix = format!("sluice-transform-{}-{}", config.name, self.exactly_once.replica_id);
+            Transactions::named(&self.kafka, &self.exactly_once, prefix, 1)
+        });
+        let worker = Worker {
+            config: config.clone(),
+            kafka: self.kafka.clone(),
+            pipeline: self.pipeline.clone(),
+            route,
+            producer,
+        };
+        Some(tokio::spawn(worker.run()))
+    }
+
+    /// Creates or replaces a transform through the API; `true` when it is new.
+    pub async fn put(&self, config: TransformConfig) -> Result<bool, TransformError> {
+        let store = self.store.as_ref().ok_or_else(|| TransformError::Unavailable("no transform store".into()))?;
+        if self.declared.iter().any(|d| d.name == config.name) {
+            return Err(TransformError::Declared(config.name));
+        }
+        let routes = &self.pipeline.routes;
+        let plugins = &self.pipeline.plugins;
+        let mut problems = config.problems(&|name| routes.contains_key(name), &|name| plugins.is_declared(name));
+        for topic in config.inputs.iter().chain(&config.dead_letter_topic) {
+            if self.internal.contains(topic) {
+                problems.push(("inputs", format!("'{topic}' is an internal topic (Sluice's own state or Kafka's)")));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(TransformError::Invalid(problems));
+        }
+        let created = store
+            .write(|state: &store::Stored| {
+                let created = !state.transforms.contains_key(&config.name);
+                if state.transforms.get(&config.name) == Some(&config) {
+                    return Ok::<_, TransformError>(Outcome::Nothing(false));
+                }
+                let wanted = config.clone();
+                Ok(Outcome::Write(Plan {
+                    records: vec![log::record(&config.name, Some(&config))?],
+                    result: created,
+                    applied: Box::new(move |s: &store::Stored| s.transforms.get(&wanted.name) == Some(&wanted)),
+                }))
             })
-            .collect();
-        Self { tasks }
+            .await?;
+        self.reconcile();
+        Ok(created)
+    }
+
+    /// Deletes a transform created through the API.
+    pub async fn delete(&self, name: &str) -> Result<(), TransformError> {
+        let store = self.store.as_ref().ok_or_else(|| TransformError::Unavailable("no transform store".into()))?;
+        if self.declared.iter().any(|d| d.name == name) {
+            return Err(TransformError::Declared(name.to_owned()));
+        }
+        store
+            .write(|state: &store::Stored| {
+                if !state.transforms.contains_key(name) {
+                    return Err(TransformError::NotFound(name.to_owned()));
+                }
+                let gone = name.to_owned();
+                Ok(Outcome::Write(Plan {
+                    records: vec![log::record::<_, TransformConfig>(&name, None)?],
+                    result: (),
+                    applied: Box::new(move |s: &store::Stored| !s.transforms.contains_key(&gone)),
+                }))
+            })
+            .await?;
+        self.reconcile();
+        Ok(())
     }
 }
 
