@@ -104,7 +104,8 @@ impl<S: Fold> Drop for CompactedLog<S> {
 impl<S: Fold> CompactedLog<S> {
     /// Creates the topic if needed, starts the reader and waits until it has read the whole log.
     pub async fn start(client: &ClientConfig, topic: &str) -> Result<Self, LogError> {
-        ensure_topic(client, topic).await?;
+        ensure_topic(client, topic, 1, &[("cleanup.policy", "compact"), ("max.message.bytes", MAX_RECORD_BYTES)])
+            .await?;
         let state = Arc::new(RwLock::new(S::default()));
         let (position_tx, position) = watch::channel(0);
         let stop = Arc::new(AtomicBool::new(false));
@@ -345,29 +346,38 @@ fn read_loop<S: Fold>(
     }
 }
 
-/// Creates a log topic (one partition, compacted) unless it exists.
-async fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), LogError> {
+/// Creates a topic of Sluice's own state unless it exists (replication up to 3, as the cluster
+/// allows); returns its partition count. Another replica creating it first is fine.
+pub async fn ensure_topic(
+    client: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> Result<i32, LogError> {
     let probe: BaseConsumer = client.create()?;
     let name = topic.to_owned();
     let metadata = tokio::task::spawn_blocking(move || probe.fetch_metadata(Some(&name), KAFKA_TIMEOUT))
         .await
         .map_err(|e| LogError(e.to_string()))??;
-    if metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
-        return Ok(());
+    if let Some(existing) = metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none())
+        && !existing.partitions().is_empty()
+    {
+        return i32::try_from(existing.partitions().len()).map_err(|e| LogError(e.to_string()));
     }
     let replication = i32::try_from(metadata.brokers().len().clamp(1, 3)).unwrap_or(1);
     let admin: AdminClient<DefaultClientContext> = client.create()?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", MAX_RECORD_BYTES);
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for (key, value) in settings {
+        new = new.set(key, value);
+    }
     let results = admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT))).await?;
     for result in results {
         match result {
-            Ok(_) => tracing::info!(topic, replication, "created a compacted log topic"),
+            Ok(_) => tracing::info!(topic, partitions, replication, "created a topic of Sluice's state"),
             // Another replica created it first.
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => return Err(LogError(format!("cannot create topic {topic}: {code}"))),
         }
     }
-    Ok(())
+    Ok(partitions)
 }

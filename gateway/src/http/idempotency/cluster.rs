@@ -40,8 +40,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
@@ -51,6 +49,7 @@ use tokio::sync::watch;
 
 use super::{Id, Stored};
 use crate::http::problem::Problem;
+use crate::kafka::log;
 use crate::kafka::transactions::{Transaction, Transactions};
 
 /// Longest a claim waits for earlier transactions on its partition before 503.
@@ -221,7 +220,14 @@ impl Claims {
         transactions: Arc<Transactions>,
     ) -> Result<Arc<Self>, String> {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        let partitions = ensure_topic(client, topic, partitions, window_ms).await.map_err(|e| e.to_string())?;
+        // Compacted, and deleting records older than twice the window.
+        let retention = window_ms.saturating_mul(2).to_string();
+        let settings = [
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", retention.as_str()),
+            ("max.message.bytes", MAX_RECORD_BYTES),
+        ];
+        let partitions = log::ensure_topic(client, topic, partitions, &settings).await.map_err(|e| e.to_string())?;
         let mut reader_config = client.clone();
         reader_config
             .set("group.id", "sluice-idempotency-reader")
@@ -363,17 +369,21 @@ impl Claims {
         tx.delivered(delivery).await.map(|d| d.offset).map_err(|e| e.to_string())
     }
 
+    /// A partition's first offset and last stable offset (the reader is `read_committed`).
+    async fn watermarks(&self, partition: i32) -> Result<(i64, i64), String> {
+        let (meta, topic) = (self.meta.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || meta.fetch_watermarks(&topic, partition, KAFKA_TIMEOUT))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
     /// Waits until every transaction that wrote to `partition` before `offset` has ended.
     async fn wait_stable(&self, partition: i32, offset: i64) -> Result<(), String> {
         let deadline = Instant::now() + CLAIM_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            let (meta, topic) = (self.meta.clone(), self.topic.clone());
-            let stable = tokio::task::spawn_blocking(move || meta.fetch_watermarks(&topic, partition, KAFKA_TIMEOUT))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
-                .1;
+            let stable = self.watermarks(partition).await?.1;
             if stable >= offset {
                 return Ok(());
             }
@@ -424,12 +434,7 @@ impl Claims {
         if from < 0 {
             // Nothing read yet: from the first offset the partition still has (an explicit
             // offset answers at once; "beginning" costs a lookup and its backoff).
-            let (meta, topic) = (self.meta.clone(), self.topic.clone());
-            from = tokio::task::spawn_blocking(move || meta.fetch_watermarks(&topic, partition, KAFKA_TIMEOUT))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
-                .0;
+            from = self.watermarks(partition).await?.0;
         }
         if from >= offset {
             return Ok(());
@@ -556,38 +561,6 @@ fn advance(positions: &mut [i64], partition: i32, next: i64) -> bool {
         }
         _ => false,
     }
-}
-
-/// Creates the topic (compacted, and deleting records older than twice the window) unless it
-/// exists; returns its partition count.
-async fn ensure_topic(client: &ClientConfig, topic: &str, partitions: i32, window_ms: u64) -> Result<i32, KafkaError> {
-    let probe: BaseConsumer = client.create()?;
-    let name = topic.to_owned();
-    let metadata = tokio::task::spawn_blocking(move || probe.fetch_metadata(Some(&name), KAFKA_TIMEOUT))
-        .await
-        .map_err(|_| KafkaError::Canceled)??;
-    if let Some(existing) = metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none())
-        && !existing.partitions().is_empty()
-    {
-        return i32::try_from(existing.partitions().len()).map_err(|_| KafkaError::Canceled);
-    }
-    let replication = i32::try_from(metadata.brokers().len().clamp(1, 3)).unwrap_or(1);
-    let admin: AdminClient<DefaultClientContext> = client.create()?;
-    let retention = window_ms.saturating_mul(2).to_string();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
-        .set("cleanup.policy", "compact,delete")
-        .set("retention.ms", &retention)
-        .set("max.message.bytes", MAX_RECORD_BYTES);
-    let results = admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT))).await?;
-    for result in results {
-        match result {
-            Ok(_) => tracing::info!(topic, partitions, replication, "created the idempotency topic"),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
-        }
-    }
-    // Its partitions may take a moment to have leaders; the first claims retry through 503s.
-    Ok(partitions)
 }
 
 fn unavailable(why: &str) -> Response {
