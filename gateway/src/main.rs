@@ -77,25 +77,30 @@ enum AuthCommand {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Create a plugin crate in DIR (named after it), ready to build and test.
+    /// Create a plugin project in DIR (named after it), with an example and its test.
     New {
         dir: PathBuf,
-        /// The SDK to depend on (default: the one this sluice was built from).
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: plugin_cli::Lang,
+        /// The SDKs' directory (default: the one this sluice was built from).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build the plugin crate in DIR (default: here) into a component and check it.
+    /// Build the plugin project in DIR (default: here) into a component and check it.
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Run a component over sample events and print each decision as a JSON line.
+    /// Run the plugin project's tests natively (cargo test, npm test, pytest); or, given a
+    /// component (.wasm) and --input, run it over sample events and print each decision.
     Test {
-        /// The component (.wasm).
-        file: PathBuf,
-        /// Events, one JSON value per line.
+        /// A plugin project's directory, or a component (.wasm).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Events, one JSON value per line (with a component).
         #[arg(long)]
-        input: PathBuf,
+        input: Option<PathBuf>,
         /// The topic the events are on.
         #[arg(long, default_value = "events")]
         topic: String,
@@ -116,17 +121,22 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 #[allow(clippy::print_stdout)] // the results are the output
 fn plugin(command: PluginCommand) -> ExitCode {
     let result = match command {
-        PluginCommand::New { dir, sdk } => plugin_cli::new(&dir, &sdk.unwrap_or_else(plugin_cli::default_sdk_path))
-            .map(|name| {
+        PluginCommand::New { dir, lang, sdk } => {
+            plugin_cli::new(&dir, lang, &sdk.unwrap_or_else(plugin_cli::default_sdk_path)).map(|name| {
                 format!(
-                    "created plugin crate '{name}' in {dir}\nnext: cd {dir} && cargo test && sluice plugin build\n",
-                    dir = dir.display()
+                    "created plugin '{name}' ({lang}) in {dir}\nnext: cd {dir} && {next}\n",
+                    lang = lang.name(),
+                    dir = dir.display(),
+                    next = lang.next_steps()
                 )
-            }),
-        PluginCommand::Build { dir } => plugin_cli::build(&dir).map(|wasm| format!("built {}\n", wasm.display())),
-        PluginCommand::Test { file, input, topic, hook, config } => {
-            plugin_cli::test(&file, &input, &topic, hook, &config)
+            })
         }
+        PluginCommand::Build { dir } => plugin_cli::build(&dir).map(|wasm| format!("built {}\n", wasm.display())),
+        PluginCommand::Test { path, input, topic, hook, config } => match input {
+            Some(input) => plugin_cli::run(&path, &input, &topic, hook, &config),
+            None if path.is_dir() => plugin_cli::test(&path).map(|()| String::new()),
+            None => Err(format!("{} is a component: give --input EVENTS (one JSON event per line)", path.display())),
+        },
     };
     match result {
         Ok(text) => {

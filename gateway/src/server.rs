@@ -366,10 +366,7 @@ async fn start_plugins(config: &Config) -> anyhow::Result<Arc<Plugins>> {
         return Ok(Plugins::none());
     }
     let settings = &config.plugin_host;
-    let cache_dir = settings
-        .cache_dir
-        .clone()
-        .or_else(|| std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache/sluice/compiled")));
+    let cache_dir = settings.cache_dir.clone().or_else(crate::plugin::default_cache_dir);
     let limits = EngineLimits {
         max_instances: settings.max_instances,
         max_memory_bytes: settings.max_memory_mb << 20,

@@ -31,6 +31,8 @@
 // Lets the generated bindings name this crate by its public path.
 extern crate self as sluice_sdk;
 
+#[cfg(not(target_family = "wasm"))]
+mod cases;
 mod types;
 
 pub use types::*;
@@ -181,6 +183,8 @@ pub mod testing {
     pub fn reset() {
         DOUBLE.with_borrow_mut(|d| *d = Double::default());
     }
+
+    pub use crate::cases::{check_cases, decision_json};
 }
 
 /// Exports a [`Plugin`] as the component's implementation of the plugin world. Natively it

@@ -50,7 +50,7 @@ pub use apicurio::Apicurio;
 pub use cache::cache_dir;
 pub use gateway::{GatewayProcess, debug_binary};
 pub use kafka::{Isolation, Kafka, SASL_USERS, consume_all, read_to_end};
-pub use plugins::plugin_wasm;
+pub use plugins::{plugin_component, plugin_wasm};
 pub use python::python;
 
 /// The shell commands in README.md's fenced block after `<!-- readme-test: NAME -->`, so tests

@@ -1,9 +1,12 @@
-//! The example plugins and hostile fixtures of `plugins/`, built for `wasm32-wasip2` once per
-//! test process (and kept by cargo between runs).
+//! The example plugins and hostile fixtures of `plugins/`, built once per test process: the Rust
+//! crates for `wasm32-wasip2` (kept by cargo between runs), the TypeScript, JavaScript and
+//! Python projects with `sluice plugin build` (npm and pip install their toolchains into the
+//! projects the first time).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use anyhow::{Context as _, bail};
 
@@ -42,4 +45,23 @@ fn build() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(target.join("wasm32-wasip2").join("release"))
+}
+
+/// The component of a TypeScript, JavaScript or Python project of `plugins/` (`redact/ts`,
+/// `redact/python`, `fixtures/memory-bomb-js`, …), built with `sluice plugin build`.
+///
+/// # Panics
+/// If the project cannot be built: a precondition of the test, with the builder's error.
+pub fn plugin_component(project: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
+    // One build at a time: projects share an npm workspace, and builds are CPU-bound anyway.
+    let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    let result = built.entry(project.to_owned()).or_insert_with(|| {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins")).join(project);
+        sluice::plugin::cli::build(&dir)
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(error) => panic!("building plugins/{project} failed: {error}"),
+    }
 }

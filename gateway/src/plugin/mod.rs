@@ -140,5 +140,12 @@ impl PluginHost {
     }
 }
 
+/// Where compiled plugins are cached when `plugin_host.cache_dir` is not set (and where
+/// `sluice plugin build` and `test` cache theirs, so a gateway on the same machine loads them
+/// without compiling): `~/.cache/sluice/compiled`, or none without a home directory.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/sluice/compiled"))
+}
+
 #[cfg(test)]
 mod tests;

@@ -98,4 +98,9 @@ mod tests {
     fn non_objects_pass() {
         assert_eq!(Enrich::produce(&Event::new("t", b"[1]".to_vec())), Action::Accept);
     }
+
+    #[test]
+    fn passes_the_cases_shared_with_the_typescript_and_python_versions() {
+        sluice_sdk::testing::check_cases::<Enrich>(include_str!("../cases.json"));
+    }
 }

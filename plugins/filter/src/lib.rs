@@ -75,4 +75,9 @@ mod tests {
         let event = Event::new("t", br#"{"meta":{"synthetic":true}}"#.to_vec());
         assert_eq!(Filter::produce(&event), Action::Drop("test event".into()));
     }
+
+    #[test]
+    fn passes_the_cases_shared_with_the_typescript_and_python_versions() {
+        sluice_sdk::testing::check_cases::<Filter>(include_str!("../cases.json"));
+    }
 }

@@ -107,4 +107,9 @@ mod tests {
         assert_eq!(Redact::produce(&Event::new("t", br#"{"a": "no address"}"#.to_vec())), Action::Accept);
         assert_eq!(Redact::produce(&Event::new("t", br#"{"handle": "@sluice", "x": "a@b"}"#.to_vec())), Action::Accept);
     }
+
+    #[test]
+    fn passes_the_cases_shared_with_the_typescript_and_python_versions() {
+        sluice_sdk::testing::check_cases::<Redact>(include_str!("../cases.json"));
+    }
 }

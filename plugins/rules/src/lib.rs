@@ -82,4 +82,9 @@ mod tests {
         assert_eq!(Rules::on_failure(&failure(1)), Decision::RetryAfter(200));
         assert_eq!(Rules::on_failure(&failure(3)), Decision::DeadLetter("subscriber kept failing: 503".into()));
     }
+
+    #[test]
+    fn passes_the_cases_shared_with_the_typescript_and_python_versions() {
+        sluice_sdk::testing::check_cases::<Rules>(include_str!("../cases.json"));
+    }
 }

@@ -69,4 +69,9 @@ mod tests {
         assert_eq!(copies[1].json().unwrap()["tenant"], "globex");
         assert_eq!(TenantRouter::produce(&event(r#"{"order_id":"o-3"}"#)), Action::Accept);
     }
+
+    #[test]
+    fn passes_the_cases_shared_with_the_typescript_and_python_versions() {
+        sluice_sdk::testing::check_cases::<TenantRouter>(include_str!("../cases.json"));
+    }
 }
