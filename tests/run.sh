@@ -26,7 +26,11 @@ need() {
 need rustup "install Rust from https://rustup.rs"
 need java "Java 17 runs the Kafka broker and Apicurio Registry"
 need mvn "Maven assembles Kafka and Apicurio from Maven Central"
-need python3 "Python 3 runs Confluent's reference deserializers in the tests"
+need python3 "Python 3 runs Confluent's reference deserializers in the tests, and Python plugins"
+need node "Node.js (>= 20) runs the TypeScript/JavaScript plugin SDK's tests and builds"
+need npm "npm installs the TypeScript/JavaScript plugin toolchain (componentize-qjs, esbuild, tsc)"
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+  || { echo "error: Node.js >= 20 is required (found $(node --version))" >&2; exit 1; }
 
 step "Rust toolchain (rust-toolchain.toml) and the wasm32-wasip2 target"
 toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
@@ -48,6 +52,14 @@ fi
 # plugins/ is a workspace of its own; its target directory sits beside the main one.
 step "plugin unit tests (native, through the SDK's test double)"
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins" cargo test --locked --manifest-path plugins/Cargo.toml
+
+step "plugin SDKs for TypeScript/JavaScript and Python: their own tests, the types generated from the WIT"
+node --test sdk/js/test/
+python3 -m unittest discover -s sdk/python/tests
+sdk/js/scripts/check-types.sh
+# The TypeScript/JavaScript examples and fixtures are one npm workspace; the Python ones get a
+# .venv each when the tests first build or test them (sluice plugin build/test).
+(cd plugins && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo test (unit, router and integration tests; the harness starts Kafka and Apicurio)"
 cargo test --workspace --locked

@@ -46,15 +46,20 @@ def mask_all(value, masked):
             return value
         masked[0] += 1
         return text
+    # Arrays and objects are changed in place.
     if isinstance(value, list):
-        return [mask_all(item, masked) for item in value]
-    if isinstance(value, dict):
-        return {key: mask_all(item, masked) for key, item in value.items()}
+        for i, item in enumerate(value):
+            value[i] = mask_all(item, masked)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = mask_all(item, masked)
     return value
 
 
 def mask(text: str):
     """Masks every ``local@domain.tld`` word in ``text``; None if there is none."""
+    if "@" not in text:
+        return None
     changed = False
     words = text.split(" ")
     for i, word in enumerate(words):

@@ -69,6 +69,9 @@ fn mask_all(value: &mut Value) -> u64 {
 
 /// Masks every `local@domain.tld` word in `text`; `None` if there is none.
 fn mask(text: &str) -> Option<String> {
+    if !text.contains('@') {
+        return None;
+    }
     let mut changed = false;
     let words: Vec<String> = text
         .split(' ')

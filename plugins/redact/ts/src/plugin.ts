@@ -38,6 +38,7 @@ function redacted(event: Event): Json | undefined {
   return value;
 }
 
+/** Masks the addresses in `value`, changing its arrays and objects in place. */
 function maskAll(value: Json, count: { masked: number }): Json {
   if (typeof value === "string") {
     const masked = mask(value);
@@ -45,15 +46,17 @@ function maskAll(value: Json, count: { masked: number }): Json {
     count.masked++;
     return masked;
   }
-  if (Array.isArray(value)) return value.map((item) => maskAll(item, count));
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskAll(v, count)]));
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = maskAll(value[i], count);
+  } else if (value !== null && typeof value === "object") {
+    for (const key in value) value[key] = maskAll(value[key], count);
   }
   return value;
 }
 
 /** Masks every `local@domain.tld` word in `text`; undefined if there is none. */
 export function mask(text: string): string | undefined {
+  if (!text.includes("@")) return undefined;
   let changed = false;
   const words = text.split(" ").map((word) => {
     const at = word.indexOf("@");
