@@ -242,3 +242,78 @@ async fn a_python_infinite_loop_and_a_javascript_memory_bomb_are_stopped_and_fre
     env.gateway.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_typescript_versions_are_uploaded_and_hot_swapped_like_rust_ones() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline_of(Duration::from_secs(600));
+    let python = tokio::task::spawn_blocking(|| component("redact", "python")).await?;
+    let ts = tokio::task::spawn_blocking(|| component("enrich", "ts")).await?;
+    let topic = unique_name("profiles");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    let token = "test-admin-token-0123456789";
+    let config = format!(
+        "[plugin_host]\ntopic = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\n\
+         [[plugins]]\nname = \"transform\"\n\n\
+         [[topics]]\nname = \"{topic}\"\nformat = \"json\"\nplugins = [\"transform\"]\n",
+        unique_name("_plugins")
+    );
+    let env = Env::start(RegistryKind::Embedded, &config).await?;
+    let admin = format!("http://{}/admin/plugins/transform", env.gateway.admin_addr().expect("admin listener"));
+    let upload = async |path: &std::path::Path| -> anyhow::Result<(StatusCode, Value)> {
+        let response = env.http.put(&admin).bearer_auth(token).body(std::fs::read(path)?).send().await?;
+        Ok((response.status(), response.json().await?))
+    };
+    let event = json!({"email": "alice@example.com"});
+
+    // The 19 MB Python component is checked, stored in Kafka in chunks, and swapped in.
+    let (status, body) = upload(&python).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["version"]["chunks"].as_u64() > Some(1), "{body}");
+    assert!(body["version"]["describes_as"].as_str().unwrap_or_default().contains("redact"), "{body}");
+    let python_version = body["version"]["version"].as_str().unwrap_or_default().to_owned();
+    let reply = env.post(&topic, &event).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // Then the TypeScript enrich replaces it with no restart, and a rollback brings Python back.
+    let (status, body) = upload(&ts).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(env.post(&topic, &event).await?.status, StatusCode::OK);
+    let rollback = env.http.post(format!("{admin}/rollback")).bearer_auth(token).send().await?;
+    assert_eq!(rollback.status(), StatusCode::OK);
+    assert_eq!(rollback.json::<Value>().await?["active"], json!(python_version));
+    assert_eq!(env.post(&topic, &event).await?.status, StatusCode::OK);
+
+    let stored: Vec<Value> = consume_all(&env.bootstrap, &topic, 3, WAIT)
+        .await?
+        .iter()
+        .map(|r| serde_json::from_slice(r.payload().expect("value")).expect("JSON"))
+        .collect();
+    assert_eq!(stored[0], json!({"email": "a***@example.com"}), "redacted by the Python version");
+    assert_eq!(stored[1]["email"], "alice@example.com", "the TypeScript enrich does not redact");
+    assert!(stored[1]["ingested_at"].is_string(), "enriched by the TypeScript version: {}", stored[1]);
+    assert_eq!(stored[2], json!({"email": "a***@example.com"}), "Python again after the rollback");
+    env.gateway.stop().await?;
+    Ok(())
+}
+
+/// componentize-py 0.25 components leak the byte lists they return. An instance nearing its
+/// memory limit is retired between calls, so a Python plugin that modifies every event keeps
+/// serving far past the point where that leak would have filled one instance.
+#[test]
+fn a_python_plugin_that_modifies_every_event_keeps_serving_past_its_memory_limit() {
+    let _deadline = sluice_tests::deadline_of(Duration::from_secs(600));
+    let host = PluginHost::new(EngineLimits::default(), sluice::plugin::default_cache_dir()).expect("plugin host");
+    let bytes = std::fs::read(component("redact", "python")).expect("component");
+    let grants = Grants { memory_bytes: 16 << 20, timeout: Duration::from_secs(1), ..Grants::default() };
+    let plugin = host.load("redact-python-leak", &bytes, grants).expect("load");
+    let batch: Vec<Event> = (0..100)
+        .map(|i| {
+            event(&json!({"topic": "t", "value": {"customer": format!("customer-{i:06}@example.com"), "notes": "x".repeat(200)}}))
+        })
+        .collect();
+    // ~30 KB leaked per batch: 16 MiB is gone after a few hundred batches of one instance.
+    for round in 0..1500 {
+        let actions = plugin.on_produce(&batch).unwrap_or_else(|e| panic!("batch {round}: {e}"));
+        assert_eq!(action_json(&actions[0])["value"]["customer"], "c***@example.com", "batch {round}");
+    }
+    assert!(plugin.failures().is_empty(), "{:?}", plugin.failures());
+}
