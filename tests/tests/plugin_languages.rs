@@ -123,7 +123,7 @@ fn header(record: &rdkafka::message::OwnedMessage, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn typescript_and_python_plugins_run_on_the_produce_and_consume_paths() -> anyhow::Result<()> {
+async fn every_typescript_and_python_example_runs_on_the_produce_or_consume_path() -> anyhow::Result<()> {
     let _deadline = sluice_tests::deadline_of(Duration::from_secs(900));
     let langs = ["ts", "python"];
     let mut config = format!(
@@ -131,9 +131,9 @@ async fn typescript_and_python_plugins_run_on_the_produce_and_consume_paths() ->
         unique_name("_plugins"),
         unique_name("_subscriptions")
     );
-    let mut topics = HashMap::new();
+    let (mut topics, mut routed) = (HashMap::new(), HashMap::new());
     for lang in langs {
-        for example in ["filter", "redact", "rules"] {
+        for example in EXAMPLES {
             let path = tokio::task::spawn_blocking(move || component(example, lang)).await?;
             config += &declare(&format!("{example}-{lang}"), &path, "");
         }
@@ -144,9 +144,40 @@ async fn typescript_and_python_plugins_run_on_the_produce_and_consume_paths() ->
             "[[topics]]\nname = \"{topic}\"\nformat = \"json\"\nplugins = [\"filter-{lang}\", \"redact-{lang}\"]\n\n"
         );
         topics.insert(lang, (topic, dlq));
+        // enrich, then tenant-router: each tenant's topic must be routed too.
+        let tenants = unique_name(&format!("tenants-{lang}"));
+        for topic in [tenants.clone(), format!("{tenants}.acme"), format!("{tenants}.globex")] {
+            Kafka::shared().create_topic(&topic, 1, &[]).await?;
+            let plugins =
+                if topic == tenants { format!("[\"enrich-{lang}\", \"tenant-router-{lang}\"]") } else { "[]".into() };
+            config += &format!("[[topics]]\nname = \"{topic}\"\nformat = \"json\"\nplugins = {plugins}\n\n");
+        }
+        routed.insert(lang, tenants);
     }
     let env = Env::start(RegistryKind::Embedded, &config).await?;
     let receiver = Receiver::start().await?;
+
+    for lang in langs {
+        // Produce path: enrich stamps each event, tenant-router reroutes or fans it out.
+        let tenants = &routed[lang];
+        let reply = env
+            .post(
+                tenants,
+                &json!([{"order_id": "t-1", "tenant": "acme"}, {"order_id": "t-2", "tenants": ["acme", "globex"]}]),
+            )
+            .await?;
+        assert_eq!(reply.status, StatusCode::OK, "{lang}: {}", reply.body);
+        assert_eq!(reply.body["results"][0]["topic"], format!("{tenants}.acme"), "{lang}: {}", reply.body);
+        let acme = consume_all(&env.bootstrap, &format!("{tenants}.acme"), 2, WAIT).await?;
+        let globex = consume_all(&env.bootstrap, &format!("{tenants}.globex"), 1, WAIT).await?;
+        for record in acme.iter().chain(&globex) {
+            let value: Value = serde_json::from_slice(record.payload().expect("value"))?;
+            assert!(value["ingested_at"].is_string(), "{lang}: enriched before routing: {value}");
+            assert_eq!(header(record, "ingested-at"), value["ingested_at"].as_str().unwrap_or_default(), "{lang}");
+        }
+        let globex_value: Value = serde_json::from_slice(globex[0].payload().expect("value"))?;
+        assert_eq!((&globex_value["order_id"], &globex_value["tenant"]), (&json!("t-2"), &json!("globex")), "{lang}");
+    }
 
     for lang in langs {
         let (topic, dlq) = &topics[lang];
