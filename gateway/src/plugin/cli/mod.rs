@@ -154,6 +154,16 @@ fn absolute(dir: &Path) -> Result<PathBuf, String> {
     std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// `drop-tests` → `DropTests`: the type (Rust) or class (Python) a new plugin is named.
+fn upper_camel(name: &str) -> String {
+    name.split(['-', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The project's name: its directory's.
 fn project_name(dir: &Path) -> Result<String, String> {
     dir.file_name().and_then(|n| n.to_str()).map(str::to_owned).ok_or_else(|| format!("{} has no name", dir.display()))

@@ -10,13 +10,7 @@ const COMPONENTIZE_PY: &str = "0.25.1";
 const PYTEST: &str = "8.3.5";
 
 pub fn files(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
-    let class: String = name
-        .split(['-', '_'])
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect();
+    let class = super::upper_camel(name);
     vec![
         (
             "requirements.txt",

@@ -10,13 +10,7 @@ use serde_json::Value;
 /// The files of a new plugin crate named `name`: a filter to edit, with a unit test through the
 /// SDK's test double.
 pub fn files(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
-    let type_name: String = name
-        .split(['-', '_'])
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect();
+    let type_name = super::upper_camel(name);
     vec![
         (
             "Cargo.toml",
