@@ -8,6 +8,7 @@
 # Environment:
 #   CARGO_TARGET_DIR   build output (default: ~/.cache/sluice/target, outside the clone)
 #   SLUICE_CACHE_DIR   Kafka jars, Apicurio, Python venv (default: ~/.cache/sluice)
+#   CARGO_INCREMENTAL  0 unless set (incremental build state is ~2 GB a CI run never reuses)
 #   SLUICE_SKIP_LINT=1 skip fmt and clippy (for quick local runs)
 #   SLUICE_FUZZ_SECONDS each fuzz target's run (default 20; 0 skips the fuzzers, not the replay
 #                      of their corpora, which cargo test does)
@@ -16,7 +17,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE_DIR/target}"
-mkdir -p "$SLUICE_CACHE_DIR"
+# Incremental compilation speeds up rebuilds after small edits, and costs ~2 GB of the target
+# directory that a one-off run never uses; set CARGO_INCREMENTAL=1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+mkdir -p "$SLUICE_CACHE_DIR" "$CARGO_TARGET_DIR"
+
+# The suite needs ~12 GB from scratch (the target directory ~8 GB, the fuzz targets' build, the
+# plugin toolchains): say so up front rather than fail on a full disk halfway.
+free_kb="$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')"
+if [ "${free_kb:-0}" -lt $((12 * 1024 * 1024)) ]; then
+  echo "warning: $((free_kb / 1024)) MB free under $CARGO_TARGET_DIR; a run from scratch needs ~12 GB" >&2
+fi
 
 step() { printf '\n== %s\n' "$*"; }
 
