@@ -71,6 +71,9 @@ sdk/js/scripts/check-types.sh
 # The TypeScript/JavaScript examples and fixtures are one npm workspace; the Python ones get a
 # .venv each when the tests first build or test them (sluice plugin build/test).
 (cd plugins && npm ci --no-audit --no-fund --loglevel=error)
+# kafkajs and its registry client, the Node.js consumer the integration tests read Sluice's
+# topics with (tests/node).
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo test (unit, router and integration tests; the harness starts Kafka and Apicurio)"
 cargo test --workspace --locked

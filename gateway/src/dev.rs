@@ -42,13 +42,34 @@ pub const PAYMENT_CONFIRMED_V1: &str = include_str!("../../deploy/examples/schem
 #[allow(missing_debug_implementations)] // the mock cluster has no Debug
 pub struct Dev {
     pub gateway: Gateway,
+    /// The in-memory cluster's bootstrap address for other Kafka clients (kcat, consumers).
+    pub kafka: SocketAddr,
+    _bootstrap: Forwarding,
     // Declared after the gateway so it is dropped after the clients that use it.
     _cluster: MockCluster<'static, DefaultProducerContext>,
 }
 
-/// Starts the in-memory cluster, the gateway on `listen`, and registers the example schema.
-pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
+/// The bootstrap address's forwarding task, stopped with the environment.
+struct Forwarding(tokio::task::JoinHandle<()>);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the in-memory cluster (its bootstrap address on `kafka`), the gateway on `listen`,
+/// and registers the example schemas.
+pub async fn start(listen: SocketAddr, kafka: SocketAddr) -> anyhow::Result<Dev> {
+    // The mock cluster's broker listens on a port of its own choosing; a stable bootstrap
+    // address forwards to it. Clients then reach the broker at the address its metadata
+    // gives (on this machine), as with any Kafka cluster.
+    let bootstrap = tokio::net::TcpListener::bind(kafka).await.with_context(|| {
+        format!("cannot listen on {kafka} for the in-memory Kafka (a Kafka already there? pass --kafka 127.0.0.1:9093)")
+    })?;
+    let kafka = bootstrap.local_addr()?;
     let cluster = MockCluster::new(1).context("cannot start the in-memory Kafka cluster")?;
+    let broker = cluster.bootstrap_servers().split(',').next().unwrap_or_default().to_owned();
     let registry = RegistryConfig::default();
     cluster.create_topic(TOPIC, 3, 1).context("cannot create the example topic")?;
     cluster.create_topic(PROTOBUF_TOPIC, 3, 1).context("cannot create the Protobuf example topic")?;
@@ -70,7 +91,25 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<Dev> {
         .await
         .context("cannot register the Protobuf example schema")?;
     let gateway = prepared.listen_with(inbox()).await?;
-    Ok(Dev { gateway, _cluster: cluster })
+    let forwarding = Forwarding(tokio::spawn(forward(bootstrap, broker)));
+    Ok(Dev { gateway, kafka, _bootstrap: forwarding, _cluster: cluster })
+}
+
+/// Forwards every connection to `listener` to the broker.
+async fn forward(listener: tokio::net::TcpListener, broker: String) {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            // Out of file descriptors, say: try again shortly rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            if let Ok(mut upstream) = tokio::net::TcpStream::connect(&broker).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
+    }
 }
 
 type Inbox = Arc<Mutex<VecDeque<Value>>>;
@@ -80,7 +119,10 @@ fn inbox() -> axum::Router {
     async fn keep(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
         let headers: serde_json::Map<String, Value> = headers
             .iter()
-            .filter(|(name, _)| name.as_str().starts_with("webhook-") || name.as_str().starts_with("sluice-"))
+            .filter(|(name, _)| {
+                let name = name.as_str();
+                name.starts_with("webhook-") || name.starts_with("sluice-") || name == crate::produce::EVENT_ID
+            })
             .map(|(name, value)| (name.as_str().to_owned(), json!(value.to_str().unwrap_or_default())))
             .collect();
         let body = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
@@ -140,7 +182,7 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
     }
 }
 
-fn example_route(name: &str, format: Format, key: &str) -> TopicConfig {
+pub(crate) fn example_route(name: &str, format: Format, key: &str) -> TopicConfig {
     TopicConfig {
         name: name.into(),
         format,
@@ -149,6 +191,9 @@ fn example_route(name: &str, format: Format, key: &str) -> TopicConfig {
         record: None,
         schema_version: Default::default(),
         key: Some(key.into()),
+        key_format: None,
+        key_subject: None,
+        event_id: None,
         ack: Default::default(),
         unknown_fields: Default::default(),
         plugins: Vec::new(),

@@ -210,6 +210,27 @@ pub fn body(data: &[u8]) {
         assert!(!events.is_empty() && events.len() <= 1000);
         assert!(events.iter().all(|e| e.value.get().starts_with('{')));
     }
+    // The envelope form, on both endpoints: every record has an object value or is a tombstone.
+    for named in [false, true] {
+        let no_headers = axum::http::HeaderMap::new();
+        if let Ok(records) = crate::http::parse_incoming(data, 1000, crate::http::Form::Envelope, named, &no_headers) {
+            assert!(!records.is_empty() && records.len() <= 1000);
+            for (topic, record) in &records {
+                assert_eq!(topic.is_some(), named);
+                assert!(record.value.is_none_or(|v| v.get().starts_with('{')));
+                assert!(record.partition.is_none_or(|p| p >= 0));
+            }
+        }
+    }
+    // CloudEvents, one and batched: each has an id (its event-id) and object data.
+    for form in [crate::http::Form::CloudEvent, crate::http::Form::CloudEventBatch] {
+        if let Ok(events) = crate::http::parse_incoming(data, 1000, form, false, &axum::http::HeaderMap::new()) {
+            for (_, event) in &events {
+                assert!(event.event_id.as_deref().is_some_and(|id| !id.is_empty()));
+                assert!(event.value.is_some_and(|v| v.get().starts_with('{')));
+            }
+        }
+    }
 }
 
 /// Configuration loading: `${VAR}` expansion, TOML, every section and the cross-checks.

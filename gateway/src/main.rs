@@ -49,6 +49,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The in-memory Kafka's bootstrap address, for other Kafka clients.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        kafka: SocketAddr,
     },
     /// Check or register schemas in a Confluent-compatible registry (for CI).
     #[command(subcommand)]
@@ -331,9 +334,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             gateway.stop().await
         }
-        Command::Dev { listen } => {
-            let dev = sluice::dev::start(listen).await?;
-            let addr = dev.gateway.addr();
+        Command::Dev { listen, kafka } => {
+            let dev = sluice::dev::start(listen, kafka).await?;
+            let (addr, kafka) = (dev.gateway.addr(), dev.kafka);
             {
                 use std::io::Write as _;
                 // A closed stdout (`sluice dev | head`) must not stop the gateway: println! would
@@ -342,6 +345,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     std::io::stdout().lock(),
                     "\nSluice dev mode on http://{addr}\n\
                      Kafka: in-memory (librdkafka mock cluster) — events live in this process only.\n\
+                     \x20      bootstrap {kafka} (read with kcat or any Kafka client)\n\
                      Routes: POST /v1/topics/{topic}/events (Avro, keyed by /order_id)\n\
                      \x20       POST /v1/topics/{protobuf_topic}/events (Protobuf, keyed by /payment_id)\n\
                      Registry: http://{addr}/registry (embedded)\n\

@@ -28,7 +28,7 @@ use crate::produce::commit::GroupCommit;
 use crate::registry::client::RemoteRegistry;
 use crate::registry::embedded::EmbeddedRegistry;
 use crate::registry::{Registry, SchemaCache};
-use crate::route::routes;
+use crate::route::Routes;
 use crate::telemetry::trace::Tracing;
 use crate::transform::Transforms;
 use axum_server::tls_rustls::RustlsConfig;
@@ -245,7 +245,9 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         )?)
     };
     let topics = Arc::new(Topics::new(producer.clone(), TOPIC_RECHECK));
-    let names: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
+    // Patterns name no topic of their own; the topics they match are checked on first use.
+    let names: Vec<String> =
+        config.topics.iter().filter(|t| !crate::route::is_pattern(&t.name)).map(|t| t.name.clone()).collect();
     match topics.check(&names).await {
         Ok(missing) if missing.is_empty() => {}
         Ok(missing) => {
@@ -257,7 +259,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let schemas = Arc::new(SchemaCache::new(registry.clone(), Duration::from_millis(config.registry.cache_ttl_ms)));
     let tracing = Tracing::new(&config.telemetry).map_err(anyhow::Error::msg)?;
     let deliveries = start_deliveries(config, &producer, &schemas, &plugins, &tracing).await?;
-    let routes = Arc::new(routes(&config.topics));
+    let routes = Arc::new(Routes::new(&config.topics));
     let auth = crate::auth::Auth::new(config.auth.as_ref()).await.map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
     let transactions = Transactions::new(&config.kafka, &config.exactly_once);
     let idempotency = idempotency(config, &transactions).await?;

@@ -21,9 +21,10 @@ impl Drop for Killed {
 #[test]
 fn dev_mode_serves_the_readme_example() {
     let _deadline = sluice_tests::deadline();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, kafka_port) = (free(), free());
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--kafka", &format!("127.0.0.1:{kafka_port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -51,6 +52,15 @@ fn dev_mode_serves_the_readme_example() {
     let result = &answer["results"][0];
     assert!(result["partition"].is_i64() && result["offset"].is_i64(), "partition and offset: {answer}");
     assert_eq!(result["schema_id"], 1);
+    let event_id = result["event_id"].as_str().expect("an event id").to_owned();
+
+    // Any Kafka client reads the record at the bootstrap address the banner prints.
+    let bootstrap = format!("127.0.0.1:{kafka_port}");
+    assert!(banner.contains(&format!("bootstrap {bootstrap}")), "the banner gives the bootstrap address: {banner}");
+    let record = read_one(&bootstrap, "orders.placed", result["partition"].as_i64().unwrap() as i32);
+    assert_eq!(record.0.as_deref(), Some(&b"o-1001"[..]), "keyed by /order_id");
+    assert_eq!(record.1.first(), Some(&0u8), "Confluent's wire format: magic byte 0");
+    assert_eq!(record.2.as_deref(), Some(event_id.as_bytes()), "the event-id header");
 
     let refused = command.replace("\"total_cents\":1999", "\"total_cents\":\"12\"");
     let output = Command::new("sh").args(["-c", &refused]).output().expect("curl runs");
@@ -113,5 +123,34 @@ fn dev_mode_serves_the_readme_example() {
     assert_eq!(delivered["body"]["order_id"], "o-1001", "{delivered}");
     assert_eq!(delivered["body"]["placed_at"], 1_795_773_600_000_i64, "timestamps come back as epoch millis");
     assert_eq!(delivered["headers"]["sluice-key"], "o-1001");
+    assert_eq!(delivered["headers"]["event-id"], event_id.as_str(), "webhooks pass the event id on");
     assert!(delivered["headers"]["webhook-signature"].as_str().is_some_and(|s| s.starts_with("v1,")), "{delivered}");
+}
+
+/// The first record of a partition, read as a plain Kafka client would: key, value, `event-id`.
+fn read_one(bootstrap: &str, topic: &str, partition: i32) -> (Option<Vec<u8>>, Vec<u8>, Option<Vec<u8>>) {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::{Headers as _, Message as _};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "readme-reader")
+        .create()
+        .expect("a consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning).expect("an offset");
+    consumer.assign(&assignment).expect("assigned");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                let event_id = message
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "event-id").and_then(|h| h.value.map(<[u8]>::to_vec)));
+                return (message.key().map(<[u8]>::to_vec), message.payload().unwrap_or_default().to_vec(), event_id);
+            }
+            Some(Err(error)) => panic!("reading {topic} through {bootstrap}: {error}"),
+            None => {}
+        }
+    }
+    panic!("nothing to read from {topic}/{partition} through {bootstrap}");
 }

@@ -70,6 +70,28 @@ class ProtobufReader:
         return json_format.MessageToDict(deserializer(raw, ctx)), checked
 
 
+def records(bootstrap, topic, count, timeout, group=None):
+    """Yields up to `count` records of every partition of `topic` from the beginning, then exits
+    the script with an error if fewer arrived within `timeout` seconds. Shared by the readers."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"sluice-test-{time.time()}",
+                         "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            raise RuntimeError(msg.error())
+        yield msg
+        seen += 1
+    consumer.close()
+    if seen < count:
+        sys.exit(f"read {seen} of {count} records from {topic}")
+
+
 def main():
     bootstrap, topic, registry, fmt, count = sys.argv[1:6]
     count = int(count)
@@ -83,21 +105,7 @@ def main():
         deserializer = AvroDeserializer(client)
     else:
         deserializer = JSONDeserializer(None, schema_registry_client=client)
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": "sluice-test-decoder",
-        "enable.auto.commit": False,
-    })
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    seen = 0
-    deadline = time.monotonic() + timeout
-    while seen < count and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            raise RuntimeError(msg.error())
+    for msg in records(bootstrap, topic, count, timeout, "sluice-test-decoder"):
         raw = msg.value()
         magic, schema_id = struct.unpack(">bI", raw[:5])
         assert magic == 0, f"magic byte {magic}"
@@ -113,10 +121,6 @@ def main():
             "schema_id": schema_id, "value": value,
         })
         print(json.dumps(line, default=plain), flush=True)
-        seen += 1
-    consumer.close()
-    if seen < count:
-        sys.exit(f"read {seen} of {count} records from {topic}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ const PACKAGES: &[&str] = &[
     "grpcio-tools==1.85.1",
     "fastavro==1.13.1",
     "standardwebhooks==1.1.0",
+    // The CloudEvents SDK's Kafka protocol binding reads the records CloudEvents requests make.
+    "cloudevents==1.12.1",
     // The property-based API fuzzer run against the OpenAPI document.
     "schemathesis==4.32.5",
 ];

@@ -8,6 +8,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use rdkafka::Message as _;
 use rdkafka::message::Headers as _;
 use reqwest::StatusCode;
@@ -69,10 +70,12 @@ impl Setup {
         Ok(self.env.http.get(format!("{}/v1/subscriptions/{name}", self.env.base)).send().await?.json().await?)
     }
 
-    async fn produce(&self, events: &[Value]) -> anyhow::Result<()> {
+    /// Produces events; returns the `event_id` of each.
+    async fn produce(&self, events: &[Value]) -> anyhow::Result<Vec<String>> {
         let reply = self.env.post(&self.topic, &Value::Array(events.to_vec())).await?;
         anyhow::ensure!(reply.status == StatusCode::OK, "produce: {} {}", reply.status, reply.body);
-        Ok(())
+        let results = reply.body["results"].as_array().cloned().unwrap_or_default();
+        results.iter().map(|r| r["event_id"].as_str().map(str::to_owned).context("no event_id")).collect()
     }
 
     /// Waits until the group has committed everything (lag 0 on every partition).
@@ -127,11 +130,11 @@ async fn every_event_arrives_once_signed_decoded_and_verifiable() -> anyhow::Res
     let _deadline = sluice_tests::deadline();
     let s = setup(3).await?;
     let events: Vec<Value> = (0..30).map(|i| order(&format!("o-{i}"))).collect();
-    s.produce(&events[..10]).await?;
+    let mut event_ids = s.produce(&events[..10]).await?;
     let (status, body) = s.subscribe("once", "once", json!({})).await?;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(body.get("secrets").is_none(), "secrets never come back: {body}");
-    s.produce(&events[10..]).await?;
+    event_ids.extend(s.produce(&events[10..]).await?);
 
     s.receiver.wait_until("once", WAIT, |r| r.len() >= 30).await;
     s.drained("once").await?;
@@ -140,14 +143,60 @@ async fn every_event_arrives_once_signed_decoded_and_verifiable() -> anyhow::Res
     let unique: HashSet<String> = ids(&received).into_iter().collect();
     assert_eq!(unique.len(), 30, "one webhook-id per event");
     let by_key: HashMap<String, &Received> = received.iter().map(|r| (r.header("sluice-key").to_owned(), r)).collect();
-    for event in &events {
+    for (event, event_id) in events.iter().zip(&event_ids) {
         let delivery = by_key[event["order_id"].as_str().unwrap()];
         assert_eq!(delivery.json(), *event, "the Avro record decoded back to the JSON sent");
+        assert_eq!(delivery.header("event-id"), event_id, "the producer's event id is passed on");
         assert_eq!(delivery.header("sluice-topic"), s.topic);
         assert!(delivery.header("sluice-offset").parse::<i64>().is_ok());
         assert_eq!(delivery.header("content-type"), "application/json");
     }
     assert_eq!(verify_signatures(&received).await?, 30, "the reference implementation verifies every signature");
+    s.env.gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloudevents_subscription_gets_each_record_as_a_binary_mode_cloudevent() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let s = setup(1).await?;
+    let (status, body) = s.subscribe("ce", "ce", json!({"format": "cloudevents"})).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["format"], "cloudevents", "{body}");
+    // One event sent as a CloudEvent, one as plain JSON.
+    let sent = s
+        .env
+        .http
+        .post(format!("{}/v1/topics/{}/events", s.env.base, s.topic))
+        .header("content-type", "application/cloudevents+json")
+        .body(
+            json!({"specversion": "1.0", "id": "ce-1", "source": "/shop", "type": "order.placed",
+                   "time": "2026-12-02T10:00:00Z", "data": order("o-1")})
+            .to_string(),
+        )
+        .send()
+        .await?;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let plain_id = s.produce(&[order("o-2")]).await?.remove(0);
+
+    let received = s.receiver.wait_until("ce", WAIT, |r| r.len() >= 2).await;
+    let by_key: HashMap<&str, &Received> = received.iter().map(|r| (r.header("sluice-key"), r)).collect();
+    let produced_as_cloudevent = by_key["o-1"];
+    for (name, value) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "ce-1"),
+        ("ce-source", "/shop"),
+        ("ce-type", "order.placed"),
+        ("ce-time", "2026-12-02T10:00:00Z"),
+    ] {
+        assert_eq!(produced_as_cloudevent.header(name), value, "{name}: the attributes it was produced with");
+    }
+    assert_eq!(produced_as_cloudevent.json(), order("o-1"), "the data is the body");
+    let produced_plain = by_key["o-2"];
+    assert_eq!(produced_plain.header("ce-id"), plain_id, "a plain record's event-id is its id");
+    assert_eq!(produced_plain.header("ce-source"), format!("/topics/{}", s.topic));
+    assert_eq!(produced_plain.header("ce-type"), s.topic);
+    assert!(produced_plain.header("ce-time").ends_with('Z'), "the record's timestamp, RFC 3339");
     s.env.gateway.stop().await?;
     Ok(())
 }

@@ -897,6 +897,16 @@ pub struct TopicConfig {
     /// JSON pointer to the field that becomes the record key (e.g. `/order_id`); strings and
     /// numbers are used as UTF-8 text. Without it records have no key.
     pub key: Option<String>,
+    /// The key's schema format (`avro`, `protobuf` or `json-schema`): keys, from the envelope
+    /// form or from the `key` pointer, are then encoded with the schema of `key_subject` in the
+    /// Confluent wire format. Without it keys are UTF-8 text.
+    pub key_format: Option<Format>,
+    /// Registry subject of the key schema; `{topic}` is replaced by the name. Default
+    /// `{topic}-key`, as Confluent's serializers name it.
+    pub key_subject: Option<String>,
+    /// JSON pointer to a field whose value (a string or a number) becomes the record's
+    /// `event-id` header. Without it (or when the field is missing) the gateway makes a UUIDv7.
+    pub event_id: Option<String>,
     /// `wait` (default): answer once the broker has acknowledged with `acks=all`.
     /// `fire-and-forget`: answer 202 once the event is queued in the gateway; an event can then
     /// be lost if the gateway or the cluster fails before delivery.
@@ -940,6 +950,13 @@ impl TopicConfig {
             SubjectStrategy::Record => record.to_owned(),
             SubjectStrategy::TopicRecord => format!("{}-{record}", self.name),
         }
+    }
+}
+
+impl TopicConfig {
+    /// The registry subject of this route's key schema (when it has `key_format`).
+    pub fn key_subject(&self) -> String {
+        self.key_subject.as_deref().unwrap_or("{topic}-key").replace("{topic}", &self.name)
     }
 }
 

@@ -32,6 +32,10 @@ pub struct SubscriptionSpec {
     /// `partition`: strictly in order per partition.
     #[serde(default)]
     pub ordering: Ordering,
+    /// `plain` (default): the event as JSON with Sluice's headers. `cloudevents`: also as a
+    /// CloudEvent in binary content mode (`ce-*` headers).
+    #[serde(default, skip_serializing_if = "DeliveryFormat::is_plain")]
+    pub format: DeliveryFormat,
     /// Per-request timeout. Default 10000 ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -105,6 +109,22 @@ pub enum Ordering {
     #[default]
     Key,
     Partition,
+}
+
+/// How each delivery is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryFormat {
+    #[default]
+    Plain,
+    /// CloudEvents 1.0, HTTP binding, binary content mode.
+    Cloudevents,
+}
+
+impl DeliveryFormat {
+    fn is_plain(&self) -> bool {
+        *self == DeliveryFormat::Plain
+    }
 }
 
 /// Retries with exponential backoff and jitter.

@@ -200,8 +200,16 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, topic) in topics.iter().enumerate() {
         let at = |key: &str| format!("topics[{i}].{key}");
-        if let Err(why) = check_topic_name(&topic.name) {
+        // A pattern (`orders.*`): `*` stands for one or more characters of a topic name.
+        let name = topic.name.replace('*', "x");
+        if let Err(why) = check_topic_name(&name) {
             problems.push(Problem::new(at("name"), why));
+        }
+        if crate::route::is_pattern(&topic.name) && topic.subject.as_ref().is_some_and(|s| !s.contains("{topic}")) {
+            problems.push(Problem::new(
+                at("subject"),
+                "a pattern route's topics need subjects of their own: use {topic} in it, or a subject_strategy",
+            ));
         }
         if let Some(first) = seen.insert(&topic.name, i) {
             problems.push(Problem::new(at("name"), format!("duplicate of topics[{first}]")));
@@ -239,10 +247,21 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
             }
             _ => {}
         }
-        if let Some(key) = &topic.key
-            && let Err(why) = check_pointer(key)
-        {
-            problems.push(Problem::new(at("key"), why));
+        for (field, pointer) in [("key", &topic.key), ("event_id", &topic.event_id)] {
+            if let Some(pointer) = pointer
+                && let Err(why) = check_pointer(pointer)
+            {
+                problems.push(Problem::new(at(field), why));
+            }
+        }
+        if topic.key_format == Some(Format::Json) {
+            problems.push(Problem::new(
+                at("key_format"),
+                "a key schema is avro, protobuf or json-schema (leave key_format out for text keys)",
+            ));
+        }
+        if topic.key_subject.is_some() && topic.key_format.is_none() {
+            problems.push(Problem::new(at("key_subject"), "only used with key_format"));
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use rdkafka::Message;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Headers as _, OwnedMessage};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
@@ -68,8 +68,66 @@ const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature
 const SLUICE_TOPIC: HeaderName = HeaderName::from_static("sluice-topic");
 const SLUICE_PARTITION: HeaderName = HeaderName::from_static("sluice-partition");
 const SLUICE_OFFSET: HeaderName = HeaderName::from_static("sluice-offset");
+const EVENT_ID: HeaderName = HeaderName::from_static("event-id");
 const SLUICE_KEY: HeaderName = HeaderName::from_static("sluice-key");
 const SLUICE_KEY_BASE64: HeaderName = HeaderName::from_static("sluice-key-base64");
+
+/// A record as a CloudEvent in the HTTP binding's binary mode: the `ce_*` headers it was produced
+/// with (the Kafka binding's), or else attributes made from the record: `id` its `event-id` (or
+/// the `webhook-id`), `source` `/topics/{topic}`, `type` the topic, `time` its timestamp.
+fn cloudevent_headers(record: &OwnedMessage, webhook_id: &str) -> Vec<(String, HeaderValue)> {
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut event_id = None;
+    for header in record.headers().into_iter().flat_map(|h| h.iter()) {
+        let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) else { continue };
+        if let Some(name) = header.key.strip_prefix("ce_") {
+            attributes.push((name.to_owned(), value.to_owned()));
+        } else if header.key == crate::produce::EVENT_ID {
+            event_id = Some(value.to_owned());
+        }
+    }
+    let has = |attributes: &[(String, String)], name: &str| attributes.iter().any(|(n, _)| n == name);
+    let topic = record.topic();
+    let defaults = [
+        ("specversion", Some("1.0".to_owned())),
+        ("id", Some(event_id.unwrap_or_else(|| webhook_id.to_owned()))),
+        ("source", Some(format!("/topics/{topic}"))),
+        ("type", Some(topic.to_owned())),
+        (
+            "time",
+            record.timestamp().to_millis().and_then(|ms| {
+                let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+                at.format(&time::format_description::well_known::Rfc3339).ok()
+            }),
+        ),
+    ];
+    for (name, value) in defaults {
+        if let Some(value) = value
+            && !has(&attributes, name)
+        {
+            attributes.push((name.to_owned(), value));
+        }
+    }
+    attributes
+        .into_iter()
+        .filter_map(|(name, value)| Some((format!("ce-{name}"), HeaderValue::from_str(&percent_encode(&value)).ok()?)))
+        .collect()
+}
+
+/// The HTTP binding's encoding of header values: space, `%`, `"` and anything outside printable ASCII
+/// percent-encoded as UTF-8.
+fn percent_encode(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x21..=0x7e).contains(&byte) && byte != b'%' && byte != b'"' {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
 
 /// The stable id of a record's message: the same on every retry and redelivery, new on a
 /// replay (a new generation).
@@ -118,6 +176,20 @@ pub async fn post(
     });
     for (name, value) in trace::inject(&context) {
         request = request.header(name, value);
+    }
+    // The producer's event id, for subscribers that deduplicate on it rather than `webhook-id`.
+    if let Some(id) = record
+        .headers()
+        .and_then(|headers| headers.iter().find(|h| h.key == crate::produce::EVENT_ID))
+        .and_then(|h| h.value)
+        .and_then(|value| HeaderValue::from_bytes(value).ok())
+    {
+        request = request.header(EVENT_ID, id);
+    }
+    if spec.format == crate::config::subscription::DeliveryFormat::Cloudevents {
+        for (name, value) in cloudevent_headers(record, id) {
+            request = request.header(name, value);
+        }
     }
     if let Some(key) = record.key() {
         match std::str::from_utf8(key) {

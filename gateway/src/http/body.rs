@@ -5,16 +5,38 @@ use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 
+use super::cloudevents;
 use super::problem::Problem;
+use crate::produce::Incoming;
 
-/// Only `application/json` is accepted (an optional `charset=utf-8` is fine).
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
+/// What a produce request's body holds, by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `application/json`: events (their values only).
+    Events,
+    /// `application/vnd.sluice.envelope+json`: whole records (see `http::envelope`).
+    Envelope,
+    /// `application/cloudevents+json`: one CloudEvent in structured mode.
+    CloudEvent,
+    /// `application/cloudevents-batch+json`: an array of them.
+    CloudEventBatch,
+    /// `application/json` with `ce-*` headers: one CloudEvent in binary mode, the body its data.
+    CloudEventBinary,
+}
+
+/// `application/json` (events, or a binary-mode CloudEvent with `ce-*` headers), the envelope
+/// form and structured CloudEvents are accepted, with an optional `charset=utf-8`.
+pub fn check_content_type(headers: &HeaderMap) -> Result<Form, Problem> {
     let unsupported = |got: &str| {
         Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "Unsupported media type",
-            format!("send events as application/json, not {got}"),
+            format!(
+                "send events as application/json (records as {}, CloudEvents as {}), not {got}",
+                super::envelope::MEDIA_TYPE,
+                cloudevents::STRUCTURED
+            ),
         )
     };
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
@@ -23,9 +45,17 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
     let text = value.to_str().map_err(|_| unsupported("an unreadable Content-Type"))?;
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    let form = if essence.eq_ignore_ascii_case("application/json") {
+        if headers.contains_key(cloudevents::BINARY_MARKER) { Form::CloudEventBinary } else { Form::Events }
+    } else if essence.eq_ignore_ascii_case(super::envelope::MEDIA_TYPE) {
+        Form::Envelope
+    } else if essence.eq_ignore_ascii_case(cloudevents::STRUCTURED) {
+        Form::CloudEvent
+    } else if essence.eq_ignore_ascii_case(cloudevents::BATCH) {
+        Form::CloudEventBatch
+    } else {
         return Err(unsupported(text));
-    }
+    };
     for parameter in parts {
         if let Some((name, value)) = parameter.split_once('=') {
             let value = value.trim().trim_matches('"');
@@ -34,7 +64,7 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
             }
         }
     }
-    Ok(())
+    Ok(form)
 }
 
 fn too_large(limit: usize) -> Problem {
@@ -99,21 +129,22 @@ async fn drain(mut body: Body, bytes: usize) {
     let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
 }
 
+fn malformed(e: serde_json::Error) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-json",
+        "Malformed JSON",
+        format!("the body is not valid JSON: {e}"),
+    )
+    .with("line", e.line())
+    .with("column", e.column())
+}
+
 /// Splits a body into its events: one event (an object) or a batch (an array of events).
 ///
 /// Events stay as raw JSON borrowed from the body: schemaless routes produce them byte for byte
 /// as sent, and schema routes parse each one once, when they encode it.
 pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<&RawValue>, Problem> {
-    let malformed = |e: serde_json::Error| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "Malformed JSON",
-            format!("the body is not valid JSON: {e}"),
-        )
-        .with("line", e.line())
-        .with("column", e.column())
-    };
     let invalid = |detail: String| Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid body", detail);
     let events: Vec<&RawValue> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => serde_json::from_slice(bytes).map_err(malformed)?,
@@ -182,6 +213,79 @@ pub fn parse_topic_events(bytes: &[u8], max_events: usize) -> Result<Vec<TopicEv
         .collect()
 }
 
+/// Splits a body of either form into its events; on `POST /v1/events` (`named`) each names its
+/// topic.
+pub fn parse_incoming<'b>(
+    bytes: &'b [u8],
+    max_events: usize,
+    form: Form,
+    named: bool,
+    headers: &HeaderMap,
+) -> Result<Vec<(Option<String>, Incoming<'b>)>, Problem> {
+    match (form, named) {
+        (Form::CloudEvent | Form::CloudEventBatch | Form::CloudEventBinary, true) => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "CloudEvents name no Kafka topic: send them to /v1/topics/{topic}/events",
+        )),
+        (Form::CloudEvent | Form::CloudEventBinary, false) => {
+            let events = parse_events(bytes, 1)?;
+            let raw = events[0];
+            let event = if form == Form::CloudEvent {
+                cloudevents::structured(None, raw)?
+            } else {
+                cloudevents::binary(headers, raw)?
+            };
+            Ok(vec![(None, event)])
+        }
+        (Form::CloudEventBatch, false) => {
+            // A batch is an array even of one event.
+            if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+                serde_json::from_slice::<&RawValue>(bytes).map_err(malformed)?;
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-body",
+                    "Invalid body",
+                    "a CloudEvents batch is a JSON array of events",
+                ));
+            }
+            parse_events(bytes, max_events)?
+                .into_iter()
+                .enumerate()
+                .map(|(index, raw)| {
+                    let event = cloudevents::structured(Some(index), raw).map_err(|p| p.with("index", index))?;
+                    Ok((None, event))
+                })
+                .collect()
+        }
+        (Form::Events, false) => {
+            Ok(parse_events(bytes, max_events)?.into_iter().map(|e| (None, Incoming::value(e))).collect())
+        }
+        (Form::Events, true) => Ok(parse_topic_events(bytes, max_events)?
+            .into_iter()
+            .map(|e| (Some(e.topic), Incoming::value(e.value)))
+            .collect()),
+        (Form::Envelope, _) => parse_events(bytes, max_events)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let (topic, incoming) = super::envelope::parse(index, raw)?;
+                let invalid = |detail: &str| {
+                    Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid body", detail.to_owned())
+                        .with("index", index)
+                        .with("pointer", format!("/{index}/topic"))
+                };
+                match (named, &topic) {
+                    (true, None) => Err(invalid("on POST /v1/events each envelope names its topic")),
+                    (false, Some(_)) => Err(invalid("the topic is in the URL; leave \"topic\" out")),
+                    _ => Ok((topic, incoming)),
+                }
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -196,8 +300,10 @@ mod tests {
 
     #[test]
     fn accepts_json_with_or_without_utf8_charset() {
-        assert!(check_content_type(&with_type("application/json")).is_ok());
-        assert!(check_content_type(&with_type("Application/JSON; charset=UTF-8")).is_ok());
+        assert_eq!(check_content_type(&with_type("application/json")).unwrap(), Form::Events);
+        assert_eq!(check_content_type(&with_type("Application/JSON; charset=UTF-8")).unwrap(), Form::Events);
+        let envelope = check_content_type(&with_type("application/vnd.sluice.envelope+json")).unwrap();
+        assert_eq!(envelope, Form::Envelope);
         for refused in ["text/plain", "application/json; charset=latin1", "application/jsonl"] {
             assert_eq!(check_content_type(&with_type(refused)).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }

@@ -3,6 +3,8 @@
 mod access;
 pub mod admin;
 mod body;
+mod cloudevents;
+mod envelope;
 mod idempotency;
 pub mod problem;
 mod produce;
@@ -51,7 +53,7 @@ pub enum Keys {
 }
 
 pub use self::access::{Gate, Limits};
-pub use self::body::{parse_events, parse_topic_events};
+pub use self::body::{Form, parse_events, parse_incoming, parse_topic_events};
 pub use self::idempotency::Idempotency;
 pub use self::idempotency::cluster::Claims;
 
@@ -141,7 +143,7 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
     const TIMEOUT: Duration = Duration::from_secs(2);
     let producer = app.pipeline.producer.clone();
     // Metadata of one topic proves a broker answers without listing a large cluster's topics.
-    let probe = app.routes.keys().min().cloned();
+    let probe = app.routes.names().min().map(str::to_owned);
     let kafka = tokio::task::spawn_blocking(move || producer.fetch_metadata(probe.as_deref(), TIMEOUT).map(|_| ()))
         .await
         .map_err(|e| e.to_string())

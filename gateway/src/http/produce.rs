@@ -16,18 +16,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::AppState;
 use super::Keys;
-use super::body::parse_topic_events;
-use super::body::{check_content_type, parse_events, read_limited};
+use super::body::{Form, check_content_type, parse_incoming, read_limited};
 use super::idempotency::{self, Begin, Idempotency};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
 use crate::kafka::transactions::Transaction;
 use crate::plugin::bindings::Header;
-use crate::produce::{BatchError, EventError, EventResult, Outcome, Part, Prepared, results::PartOutcome};
+use crate::produce::{BatchError, EventError, EventResult, Incoming, Outcome, Part, Prepared, results::PartOutcome};
 use crate::registry::RegistryError;
 use crate::route::Route;
 use crate::telemetry::trace;
@@ -45,13 +43,16 @@ pub async fn produce(
 ) -> Result<Response, Problem> {
     // Before anything about the topic is revealed, even whether it exists.
     principal.require(Permission::Produce(&topic))?;
-    let route = route(&app, &topic)?.clone();
+    let route = route(&app, &topic)?;
     let options = Options::parse(query.as_deref())?;
-    check_content_type(&headers)?;
+    let form = check_content_type(&headers)?;
     let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
+    // Binary-mode CloudEvents carry their attributes in the request's headers.
+    let request_headers = if form == Form::CloudEventBinary { headers.clone() } else { HeaderMap::new() };
     let request = Request { principal, topic: topic.clone(), headers, bytes, options };
     serve(app, request, move |bytes, max| {
-        let events = parse_events(bytes, max)?;
+        let events: Vec<Incoming<'_>> =
+            parse_incoming(bytes, max, form, false, &request_headers)?.into_iter().map(|(_, e)| e).collect();
         Ok(vec![Group { route: route.clone(), origins: (0..events.len()).collect(), events, named: false }])
     })
     .await
@@ -66,29 +67,25 @@ pub async fn produce_many(
     body: Body,
 ) -> Result<Response, Problem> {
     let options = Options::parse(query.as_deref())?;
-    check_content_type(&headers)?;
+    let form = check_content_type(&headers)?;
     let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
     // The body is read before the topics it names are known; each is checked before any is used.
     let routes = app.clone();
     let checker = principal.clone();
     let request = Request { principal, topic: MANY_TOPICS.to_owned(), headers, bytes, options };
     serve(app, request, move |bytes, max| {
-        let entries = parse_topic_events(bytes, max)?;
+        let entries = parse_incoming(bytes, max, form, true, &HeaderMap::new())?;
         let mut groups: Vec<Group<'_>> = Vec::new();
-        for (index, entry) in entries.into_iter().enumerate() {
-            checker.require(Permission::Produce(&entry.topic)).map_err(|e| Problem::from(e).with("index", index))?;
-            let route = route(&routes, &entry.topic).map_err(|p| p.with("index", index))?;
-            match groups.iter_mut().find(|g| Arc::ptr_eq(&g.route, route)) {
+        for (index, (topic, event)) in entries.into_iter().enumerate() {
+            let topic = topic.unwrap_or_default();
+            checker.require(Permission::Produce(&topic)).map_err(|e| Problem::from(e).with("index", index))?;
+            let route = route(&routes, &topic).map_err(|p| p.with("index", index))?;
+            match groups.iter_mut().find(|g| Arc::ptr_eq(&g.route, &route)) {
                 Some(group) => {
                     group.origins.push(index);
-                    group.events.push(entry.value);
+                    group.events.push(event);
                 }
-                None => groups.push(Group {
-                    route: route.clone(),
-                    origins: vec![index],
-                    events: vec![entry.value],
-                    named: true,
-                }),
+                None => groups.push(Group { route, origins: vec![index], events: vec![event], named: true }),
             }
         }
         Ok(groups)
@@ -99,7 +96,7 @@ pub async fn produce_many(
 /// The topic an `Idempotency-Key` of `POST /v1/events` is scoped to (no route has this name).
 const MANY_TOPICS: &str = "*";
 
-fn route<'a>(app: &'a AppState, topic: &str) -> Result<&'a Arc<Route>, Problem> {
+fn route(app: &AppState, topic: &str) -> Result<Arc<Route>, Problem> {
     app.routes.get(topic).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -153,7 +150,7 @@ struct Request {
 struct Group<'a> {
     route: Arc<Route>,
     origins: Vec<usize>,
-    events: Vec<&'a RawValue>,
+    events: Vec<Incoming<'a>>,
     /// The events named their topic (`POST /v1/events`): so do their results.
     named: bool,
 }
@@ -410,6 +407,9 @@ struct ResultJson<'a> {
     partition: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<i64>,
+    /// The `event-id` header of the record written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     enqueued: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -450,6 +450,7 @@ fn result_json(result: &EventResult) -> ResultJson<'_> {
         index: Some(result.index),
         topic: result.topic.as_deref(),
         schema_id: result.schema_id,
+        event_id: result.event_id.as_deref(),
         ..ResultJson::default()
     };
     match &result.outcome {
@@ -472,14 +473,22 @@ fn result_json(result: &EventResult) -> ResultJson<'_> {
 }
 
 fn part_json(part: &Part) -> ResultJson<'_> {
-    let mut out = ResultJson { topic: Some(&part.topic), schema_id: part.schema_id, ..ResultJson::default() };
+    let mut out = ResultJson {
+        topic: Some(&part.topic),
+        schema_id: part.schema_id,
+        event_id: part.event_id.as_deref(),
+        ..ResultJson::default()
+    };
     match &part.outcome {
         PartOutcome::Stored(delivered) => {
             out.partition = Some(delivered.partition);
             out.offset = Some(delivered.offset);
         }
         PartOutcome::Enqueued => out.enqueued = Some(true),
-        PartOutcome::Failed(error) => out.error = Some(error_json(None, error)),
+        PartOutcome::Failed(error) => {
+            out.event_id = None;
+            out.error = Some(error_json(None, error));
+        }
     }
     out
 }

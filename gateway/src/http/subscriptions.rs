@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::AppState;
-use super::body::{check_content_type, read_limited};
+use super::body::{Form, check_content_type, read_limited};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
 use crate::config::subscription::SubscriptionSpec;
@@ -74,7 +74,14 @@ fn problem(error: SubscriptionError) -> Problem {
 
 /// A JSON request body, with the same checks and errors as the produce endpoint.
 async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, limit: usize) -> Result<T, Problem> {
-    check_content_type(headers)?;
+    if check_content_type(headers)? != Form::Events {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send a subscription as application/json",
+        ));
+    }
     let bytes = read_limited(body, headers, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let (status, slug, title) = if e.is_data() {

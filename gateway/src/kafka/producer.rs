@@ -36,6 +36,9 @@ pub enum ProduceError {
     /// The topic does not exist in the cluster.
     #[error("the topic does not exist in Kafka")]
     UnknownTopic,
+    /// The topic has no such partition (a partition the request named).
+    #[error("the topic has no such partition")]
+    UnknownPartition,
     /// The record is larger than the producer or broker accepts.
     #[error("the record is larger than Kafka accepts ({0})")]
     TooLarge(String),
@@ -67,7 +70,9 @@ pub fn classify(error: &KafkaError) -> ProduceError {
         C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
             ProduceError::TooLarge(code.to_string())
         }
-        C::UnknownTopic | C::UnknownTopicOrPartition | C::UnknownPartition => ProduceError::UnknownTopic,
+        // Local: librdkafka knows the topic's partitions and the record named another one.
+        C::UnknownPartition => ProduceError::UnknownPartition,
+        C::UnknownTopic | C::UnknownTopicOrPartition => ProduceError::UnknownTopic,
         C::TopicAuthorizationFailed
         | C::ClusterAuthorizationFailed
         | C::InvalidRecord
@@ -126,15 +131,21 @@ impl Producer {
         self.in_flight.clone().try_acquire_many_owned(events).map_err(|_| ProduceError::Overloaded)
     }
 
-    /// Queues one record; the future resolves once the broker acknowledges (or refuses) it.
+    /// Queues one record (`payload: None` is a tombstone; `partition: None` lets the key
+    /// decide); the future resolves once the broker acknowledges (or refuses) it.
     pub fn send(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
-        payload: &[u8],
+        payload: Option<&[u8]>,
         headers: Option<rdkafka::message::OwnedHeaders>,
     ) -> Result<DeliveryFuture, ProduceError> {
-        self.inner.send_result(record(topic, key, Some(payload), headers)).map_err(|(error, _)| classify(&error))
+        let mut record = record(topic, key, payload, headers);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        self.inner.send_result(record).map_err(|(error, _)| classify(&error))
     }
 
     /// Waits for a queued record's outcome.

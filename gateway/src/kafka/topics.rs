@@ -19,6 +19,9 @@ enum State {
     Missing { checked: Instant },
 }
 
+/// Topics whose existence is remembered, present or missing.
+const MAX_REMEMBERED: usize = 10_000;
+
 /// Existence of the topics routes produce to.
 #[derive(Debug)]
 pub struct Topics {
@@ -63,8 +66,14 @@ impl Topics {
         }
         let found = self.lookup(Some(name.to_owned())).await?;
         let exists = found.contains_key(name);
-        self.lock()
-            .insert(name.to_owned(), if exists { State::Present } else { State::Missing { checked: Instant::now() } });
+        let mut state = self.lock();
+        // Pattern routes let clients name topics: forget missing ones rather than grow without
+        // bound (a forgotten one is looked up again on its next request).
+        if state.len() >= MAX_REMEMBERED {
+            state.retain(|_, s| matches!(s, State::Present));
+        }
+        state.insert(name.to_owned(), if exists { State::Present } else { State::Missing { checked: Instant::now() } });
+        drop(state);
         if exists { Ok(()) } else { Err(ProduceError::UnknownTopic) }
     }
 

@@ -7,6 +7,7 @@
 //! go on. Without plugins, events are encoded straight from the request body's bytes.
 
 pub mod commit;
+pub mod input;
 pub mod results;
 
 use std::borrow::Cow;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+pub use self::input::{EVENT_ID, Incoming, new_event_id};
 pub use self::results::{EventError, EventErrorKind, EventResult, Outcome, Part};
 use crate::codec::json;
 use crate::config::{Ack, Format};
@@ -62,20 +64,31 @@ struct Work<'a> {
     origin: usize,
     route: Arc<Route>,
     value: Cow<'a, [u8]>,
-    /// Set by a plugin; otherwise taken from the value with the route's key pointer.
+    /// Given by the request or set by a plugin; otherwise taken from the value with the route's
+    /// key pointer.
     key: Option<Vec<u8>>,
     headers: Vec<Header>,
+    /// The partition the request named (kept only while the event stays on its route's topic).
+    partition: Option<i32>,
     /// A plugin produced or changed the value, so it must be checked to be JSON.
     from_plugin: bool,
 }
 
+/// The schemas a route's records are encoded with.
+struct Schemas {
+    /// The value's (`None`: schemaless).
+    value: Option<Resolved>,
+    /// The key's (`None`: keys are text).
+    key: Option<Resolved>,
+}
+
 /// Schemas of the topics plugins sent a batch's events to, each looked up once per batch.
-type OtherSchemas = HashMap<String, Result<Option<Resolved>, EventError>>;
+type OtherSchemas = HashMap<String, Result<Schemas, EventError>>;
 
 /// The schema a record is encoded with.
 enum Schema<'s> {
-    /// The batch route's, resolved before its events (`None`: schemaless).
-    Batch(Option<&'s Resolved>),
+    /// The batch route's, resolved before its events.
+    Batch(&'s Schemas),
     /// That of another route, which a plugin chose: found in, or added to, the batch's others.
     Other(&'s mut OtherSchemas),
 }
@@ -107,12 +120,19 @@ impl Prepared {
 
     /// The batch's results, once its transaction committed (or its records were sent).
     pub fn finish(mut self) -> Vec<EventResult> {
-        for Written { origin, topic, schema_id, dead_letter, delivered } in std::mem::take(&mut self.written) {
+        for Written { origin, topic, schema_id, event_id, dead_letter, delivered } in std::mem::take(&mut self.written)
+        {
             match dead_letter {
                 Some((plugin, reason)) => {
                     self.results.stop(origin, Outcome::DeadLettered { topic, delivered, plugin, reason })
                 }
-                None => self.results.part(origin, &topic, schema_id, results::PartOutcome::Stored(delivered)),
+                None => self.results.part(
+                    origin,
+                    &topic,
+                    schema_id,
+                    Some(event_id),
+                    results::PartOutcome::Stored(delivered),
+                ),
             }
         }
         self.results.finish()
@@ -127,7 +147,8 @@ pub(crate) async fn write_in(tx: &Transaction, topics: &Topics, batches: &mut [P
     for (batch, prepared) in batches.iter().enumerate() {
         for (index, record) in prepared.records.iter().enumerate() {
             let headers = record.headers.clone();
-            let delivery = tx.send(&record.topic, None, record.key.as_deref(), Some(&record.payload), headers)?;
+            let delivery =
+                tx.send(&record.topic, record.partition, record.key.as_deref(), record.payload.as_deref(), headers)?;
             pending.push((batch, index, delivery));
         }
     }
@@ -153,9 +174,15 @@ pub(crate) async fn write_in(tx: &Transaction, topics: &Topics, batches: &mut [P
     }
     for (batch, index, delivered) in written {
         let record = &batches[batch].records[index];
-        let (origin, topic, schema_id, dead_letter) =
-            (record.origin, record.topic.clone(), record.schema_id, record.dead_letter.clone());
-        batches[batch].written.push(Written { origin, topic, schema_id, dead_letter, delivered });
+        let written = Written {
+            origin: record.origin,
+            topic: record.topic.clone(),
+            schema_id: record.schema_id,
+            event_id: record.event_id.clone(),
+            dead_letter: record.dead_letter.clone(),
+            delivered,
+        };
+        batches[batch].written.push(written);
     }
     for prepared in batches.iter_mut() {
         prepared.records.clear();
@@ -168,6 +195,7 @@ struct Written {
     origin: usize,
     topic: String,
     schema_id: Option<u32>,
+    event_id: String,
     dead_letter: Option<(String, String)>,
     delivered: crate::kafka::producer::Delivered,
 }
@@ -176,9 +204,12 @@ struct Written {
 struct Record {
     origin: usize,
     topic: String,
+    partition: Option<i32>,
     key: Option<Vec<u8>>,
-    payload: Vec<u8>,
+    /// `None`: a tombstone.
+    payload: Option<Vec<u8>>,
     headers: Option<rdkafka::message::OwnedHeaders>,
+    event_id: String,
     schema_id: Option<u32>,
     dead_letter: Option<(String, String)>,
 }
@@ -186,14 +217,15 @@ struct Record {
 impl Pipeline {
     /// Runs a batch of events through one route.
     ///
-    /// `events` are JSON objects as received (see `http::body`); each is parsed only when a
-    /// schema or a key needs the parsed form. `context` (trace context) goes into every
-    /// record's headers, where plugins see it too. `may_produce` says whether the caller may
-    /// write to a topic: events that plugins reroute or fan out elsewhere are checked with it.
+    /// `events` are JSON objects as received (see `http::body`), with what the request says of
+    /// their records (the envelope form); each is parsed only when a schema or a key needs the
+    /// parsed form. `context` (trace context) goes into every record's headers, where plugins
+    /// see it too. `may_produce` says whether the caller may write to a topic: events that
+    /// plugins reroute or fan out elsewhere are checked with it.
     pub async fn produce(
         &self,
         route: &Arc<Route>,
-        events: &[&RawValue],
+        events: &[Incoming<'_>],
         context: &[Header],
         may_produce: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<EventResult>, BatchError> {
@@ -209,7 +241,7 @@ impl Pipeline {
     pub async fn prepare(
         &self,
         route: &Arc<Route>,
-        events: &[&RawValue],
+        events: &[Incoming<'_>],
         context: &[Header],
         may_produce: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Prepared, BatchError> {
@@ -218,46 +250,80 @@ impl Pipeline {
             Err(ProduceError::UnknownTopic) => return Err(BatchError::TopicMissing(route.topic.clone())),
             Err(other) => return Err(BatchError::Kafka(other)),
         }
-        let primary = self.schema_for(route).await?;
+        let primary = self.schemas_for(route).await?;
         let mut others = OtherSchemas::new();
-
-        let (work, stopped) = if route.plugins.is_empty() {
-            let work = events
-                .iter()
-                .enumerate()
-                .map(|(origin, raw)| Work {
-                    origin,
-                    route: route.clone(),
-                    value: Cow::Borrowed(raw.get().as_bytes()),
-                    key: None,
-                    headers: context.to_vec(),
-                    from_plugin: false,
-                })
-                .collect::<Vec<_>>();
-            (work, Vec::new())
-        } else {
-            self.run_plugins(route, events, context).await
-        };
-
         let mut results = results::Collector::new(route, events.len());
-        let mut records = Vec::with_capacity(work.len());
+        let mut records = Vec::new();
+
+        // What the request says of each event: its id, key, headers and partition.
+        let mut ready = Vec::with_capacity(events.len());
+        let mut ids = Vec::with_capacity(events.len());
+        for (origin, incoming) in events.iter().enumerate() {
+            let id = event_id(route, incoming);
+            ids.push(id.clone());
+            let key = match incoming.key.as_deref().map(|raw| encode_key(primary.key.as_ref(), raw)).transpose() {
+                Ok(key) => key,
+                Err(error) => {
+                    results.fail(origin, error);
+                    continue;
+                }
+            };
+            let mut headers = Vec::with_capacity(context.len() + incoming.headers.len() + 1);
+            headers.extend_from_slice(context);
+            headers.extend(incoming.headers.iter().filter(|h| h.key != EVENT_ID).cloned());
+            input::set_event_id(&mut headers, &id);
+            let Some(value) = incoming.value else {
+                // A tombstone: no value to check, and nothing for plugins to see.
+                let Some(key) = key else {
+                    let error = EventError::new(EventErrorKind::MissingKey, "a tombstone (value null) needs a key");
+                    results.fail(origin, EventError { pointer: Some("/key".into()), ..error });
+                    continue;
+                };
+                records.push(Record {
+                    origin,
+                    topic: route.topic.clone(),
+                    partition: incoming.partition,
+                    key: Some(key),
+                    payload: None,
+                    headers: kafka_headers(&headers),
+                    event_id: id,
+                    schema_id: None,
+                    dead_letter: None,
+                });
+                continue;
+            };
+            ready.push(Work {
+                origin,
+                route: route.clone(),
+                value: Cow::Borrowed(value.get().as_bytes()),
+                key,
+                headers,
+                partition: incoming.partition,
+                from_plugin: false,
+            });
+        }
+        results.set_event_ids(ids.iter().cloned().map(Some).collect());
+
+        let (work, stopped) =
+            if route.plugins.is_empty() { (ready, Vec::new()) } else { self.run_plugins(route, ready).await };
+
+        records.reserve(work.len());
         for item in work {
             if item.route.topic != route.topic && !may_produce(&item.route.topic) {
                 let error = EventError::new(
                     EventErrorKind::ForbiddenTarget,
                     format!("a plugin sent the event to '{}', which the caller may not produce to", item.route.topic),
                 );
-                results.part(item.origin, &item.route.topic, None, results::PartOutcome::Failed(error));
+                results.part(item.origin, &item.route.topic, None, None, results::PartOutcome::Failed(error));
                 continue;
             }
-            let schema = if Arc::ptr_eq(&item.route, route) {
-                Schema::Batch(primary.as_ref())
-            } else {
-                Schema::Other(&mut others)
-            };
+            let schema =
+                if Arc::ptr_eq(&item.route, route) { Schema::Batch(&primary) } else { Schema::Other(&mut others) };
             match self.encode(item, schema).await {
                 Ok(record) => records.push(record),
-                Err((origin, topic, error)) => results.part(origin, &topic, None, results::PartOutcome::Failed(error)),
+                Err((origin, topic, error)) => {
+                    results.part(origin, &topic, None, None, results::PartOutcome::Failed(error))
+                }
             }
         }
         for (origin, stop) in stopped {
@@ -275,7 +341,9 @@ impl Pipeline {
                     results.fail(origin, EventError::plugin(kind, &plugin, error.to_string()));
                 }
                 Stop::DeadLetter { plugin, reason } => {
-                    match dead_letter(route, origin, events[origin], &plugin, &reason, context) {
+                    let original =
+                        Original { event: &events[origin], id: &ids[origin], key_schema: primary.key.as_ref() };
+                    match dead_letter(route, origin, original, &plugin, &reason, context) {
                         Ok(record) => records.push(record),
                         Err(error) => results.fail(origin, error),
                     }
@@ -310,40 +378,55 @@ impl Pipeline {
         self.commits.write(batches).await
     }
 
-    /// The schema a route encodes with (`None` for schemaless routes).
-    async fn schema_for(&self, route: &Route) -> Result<Option<Resolved>, BatchError> {
-        if route.format == Format::Json {
-            return Ok(None);
-        }
-        let resolved = self
-            .schemas
-            .resolve(&route.subject, route.version)
-            .await
-            .map_err(|error| BatchError::Schema { subject: route.subject.clone(), error })?;
-        check_format(route, &resolved)?;
-        Ok(Some(resolved))
+    /// The schemas a route encodes with: its value's (`None` for schemaless routes) and its
+    /// key's (when it has `key_format`).
+    async fn schemas_for(&self, route: &Route) -> Result<Schemas, BatchError> {
+        let value = if route.format == Format::Json {
+            None
+        } else {
+            let resolved = self
+                .schemas
+                .resolve(&route.subject, route.version)
+                .await
+                .map_err(|error| BatchError::Schema { subject: route.subject.clone(), error })?;
+            check_format(route.format, &route.subject, route.message.as_deref(), &resolved)?;
+            Some(resolved)
+        };
+        let key = match &route.key_schema {
+            None => None,
+            Some((format, subject)) => {
+                let resolved = self
+                    .schemas
+                    .resolve(subject, crate::registry::VersionSpec::Latest)
+                    .await
+                    .map_err(|error| BatchError::Schema { subject: subject.clone(), error })?;
+                check_format(*format, subject, None, &resolved)?;
+                Some(resolved)
+            }
+        };
+        Ok(Schemas { value, key })
     }
 
-    async fn run_plugins<'a>(
-        &self,
-        route: &Arc<Route>,
-        events: &[&'a RawValue],
-        context: &[Header],
-    ) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
+    async fn run_plugins<'a>(&self, route: &Arc<Route>, ready: Vec<Work<'a>>) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
         let now = crate::telemetry::now_ms();
-        let items = events
-            .iter()
-            .enumerate()
-            .map(|(origin, raw)| Item {
-                origin,
-                key_set: false,
-                event: Event {
-                    topic: route.topic.clone(),
-                    key: None,
-                    value: raw.get().as_bytes().to_vec(),
-                    headers: context.to_vec(),
-                    timestamp_ms: now,
-                },
+        let mut partitions = HashMap::new();
+        let items = ready
+            .into_iter()
+            .map(|work| {
+                if let Some(partition) = work.partition {
+                    partitions.insert(work.origin, partition);
+                }
+                Item {
+                    origin: work.origin,
+                    key_set: work.key.is_some(),
+                    event: Event {
+                        topic: route.topic.clone(),
+                        key: work.key,
+                        value: work.value.into_owned(),
+                        headers: work.headers,
+                        timestamp_ms: now,
+                    },
+                }
             })
             .collect();
         let plugins = chain::resolve(&self.plugins, &route.plugins);
@@ -352,10 +435,10 @@ impl Pipeline {
             .items
             .into_iter()
             .map(|item| {
-                let target = if item.event.topic == route.topic {
-                    Some(route.clone())
+                let (target, partition) = if item.event.topic == route.topic {
+                    (Some(route.clone()), partitions.get(&item.origin).copied())
                 } else {
-                    self.routes.get(&item.event.topic).cloned()
+                    (self.routes.get(&item.event.topic), None)
                 };
                 Work {
                     origin: item.origin,
@@ -364,6 +447,7 @@ impl Pipeline {
                     value: Cow::Owned(item.event.value),
                     key: if item.key_set { item.event.key } else { None },
                     headers: item.event.headers,
+                    partition,
                     from_plugin: true,
                 }
             })
@@ -381,21 +465,21 @@ impl Pipeline {
                 format!("a plugin sent the event to '{}', which no route of this gateway serves", route.topic),
             )));
         }
-        let schema = match schema {
+        let schemas = match schema {
             Schema::Batch(primary) => primary,
             Schema::Other(schemas) => {
                 if !schemas.contains_key(&route.topic) {
-                    let schema = match self.topics.ensure(&route.topic).await {
+                    let found = match self.topics.ensure(&route.topic).await {
                         Err(error) => Err(EventError::from(error)),
-                        Ok(()) => self.schema_for(&route).await.map_err(|error| match error {
+                        Ok(()) => self.schemas_for(&route).await.map_err(|error| match error {
                             BatchError::Kafka(kafka) => EventError::from(kafka),
                             other => EventError::new(EventErrorKind::SchemaUnavailable, other.to_string()),
                         }),
                     };
-                    schemas.insert(route.topic.clone(), schema);
+                    schemas.insert(route.topic.clone(), found);
                 }
                 match &schemas[&route.topic] {
-                    Ok(schema) => schema.as_ref(),
+                    Ok(found) => found,
                     Err(error) => return Err(fail(error.clone())),
                 }
             }
@@ -403,15 +487,26 @@ impl Pipeline {
         let text = std::str::from_utf8(&work.value).map_err(|_| {
             fail(EventError::new(EventErrorKind::InvalidPluginOutput, "a plugin produced a value that is not UTF-8"))
         })?;
-        let (key, payload) = encode_value(&route, schema, text, work.key, work.from_plugin).map_err(fail)?;
-        let headers = kafka_headers(&work.headers);
+        let (key, payload) = encode_value(&route, schemas, text, work.key, work.from_plugin).map_err(fail)?;
+        // A plugin may have dropped the header, or fanned one event out into several.
+        let mut headers = work.headers;
+        let event_id = match input::event_id_of(&headers) {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = new_event_id();
+                input::set_event_id(&mut headers, &id);
+                id
+            }
+        };
         Ok(Record {
             origin,
             topic: route.topic.clone(),
+            partition: work.partition,
             key,
-            payload,
-            headers,
-            schema_id: schema.map(|s| s.id),
+            payload: Some(payload),
+            headers: kafka_headers(&headers),
+            event_id,
+            schema_id: schemas.value.as_ref().map(|s| s.id),
             dead_letter: None,
         })
     }
@@ -426,16 +521,12 @@ impl Pipeline {
         let permit = self.producer.reserve(records.len()).map_err(BatchError::Kafka)?;
         let mut pending = Vec::with_capacity(records.len());
         for record in records {
-            match self.producer.send(&record.topic, record.key.as_deref(), &record.payload, record.headers) {
-                Ok(delivery) => {
-                    pending.push((record.origin, record.topic, record.schema_id, record.dead_letter, delivery))
+            let Record { origin, topic, partition, key, payload, headers, event_id, schema_id, dead_letter } = record;
+            match self.producer.send(&topic, partition, key.as_deref(), payload.as_deref(), headers) {
+                Ok(delivery) => pending.push((origin, topic, schema_id, event_id, dead_letter, delivery)),
+                Err(error) => {
+                    results.part(origin, &topic, schema_id, Some(event_id), results::PartOutcome::Failed(error.into()))
                 }
-                Err(error) => results.part(
-                    record.origin,
-                    &record.topic,
-                    record.schema_id,
-                    results::PartOutcome::Failed(error.into()),
-                ),
             }
         }
         Ok(async move {
@@ -445,38 +536,45 @@ impl Pipeline {
                     // awaiting them together, and costs a fraction of `join_all`'s bookkeeping
                     // (most answers are in by the time the first one is).
                     let mut answers = Vec::with_capacity(pending.len());
-                    for (origin, topic, schema_id, dead_letter, delivery) in pending {
-                        answers.push((origin, topic, schema_id, dead_letter, self.producer.delivered(delivery).await));
+                    for (origin, topic, schema_id, event_id, dead_letter, delivery) in pending {
+                        let answer = self.producer.delivered(delivery).await;
+                        answers.push((origin, topic, schema_id, event_id, dead_letter, answer));
                     }
                     drop(permit);
-                    for (origin, topic, schema_id, dead_letter, answer) in answers {
+                    for (origin, topic, schema_id, event_id, dead_letter, answer) in answers {
                         match (answer, dead_letter) {
                             (Ok(delivered), Some((plugin, reason))) => {
                                 results.stop(origin, Outcome::DeadLettered { topic, delivered, plugin, reason });
                             }
-                            (Ok(delivered), None) => {
-                                results.part(origin, &topic, schema_id, results::PartOutcome::Stored(delivered))
-                            }
+                            (Ok(delivered), None) => results.part(
+                                origin,
+                                &topic,
+                                schema_id,
+                                Some(event_id),
+                                results::PartOutcome::Stored(delivered),
+                            ),
                             (Err(error), _) => {
                                 if error == ProduceError::UnknownTopic {
                                     self.topics.mark_missing(&topic);
                                 }
-                                results.part(origin, &topic, schema_id, results::PartOutcome::Failed(error.into()));
+                                let failed = results::PartOutcome::Failed(error.into());
+                                results.part(origin, &topic, schema_id, Some(event_id), failed);
                             }
                         }
                     }
                 }
                 Ack::FireAndForget => {
-                    for (origin, topic, schema_id, _, _) in &pending {
-                        results.part(*origin, topic, *schema_id, results::PartOutcome::Enqueued);
+                    for (origin, topic, schema_id, event_id, _, _) in &pending {
+                        let enqueued = results::PartOutcome::Enqueued;
+                        results.part(*origin, topic, *schema_id, Some(event_id.clone()), enqueued);
                     }
                     let producer = self.producer.clone();
                     // In the request's log span: a lost event's log line carries its trace id.
                     let waiting = async move {
                         let _permit = permit;
-                        for (origin, topic, _, _, delivery) in pending {
+                        for (origin, topic, _, event_id, _, delivery) in pending {
                             if let Err(error) = producer.delivered(delivery).await {
-                                tracing::error!(topic, index = origin, error = %error, "fire-and-forget event was not stored");
+                                tracing::error!(topic, index = origin, event_id, error = %error, "fire-and-forget event was not stored");
                             }
                         }
                     };
@@ -494,11 +592,18 @@ impl Pipeline {
     }
 }
 
+/// A request event as it came, for its dead letter record.
+struct Original<'a, 'e> {
+    event: &'a Incoming<'e>,
+    id: &'a str,
+    key_schema: Option<&'a Resolved>,
+}
+
 /// The dead letter record for a request event: the original JSON, with headers saying why.
 fn dead_letter(
     route: &Route,
     origin: usize,
-    original: &RawValue,
+    original: Original<'_, '_>,
     plugin: &str,
     reason: &str,
     context: &[Header],
@@ -510,26 +615,35 @@ fn dead_letter(
             format!("the plugin dead-lettered the event ({reason}), but the route has no dead_letter_topic"),
         ));
     };
-    let key = route
-        .key
-        .as_ref()
-        .and_then(|pointer| json::parse(original.get()).ok().and_then(|event| extract_key(&event, pointer).ok()));
+    // Plugins only see events with a value.
+    let value = original.event.value.map_or("null", RawValue::get);
+    let key = match original.event.key.as_deref() {
+        Some(raw) => encode_key(original.key_schema, raw).ok(),
+        None => route
+            .key
+            .as_ref()
+            .and_then(|pointer| json::parse(value).ok().and_then(|event| extract_key(&event, pointer).ok())),
+    };
     let why = DeadLetter { reason, original_topic: &route.topic, plugin: Some(plugin), ..DeadLetter::default() };
-    let headers = why.headers(context.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
+    let mut carried: Vec<Header> = context.iter().chain(&original.event.headers).cloned().collect();
+    input::set_event_id(&mut carried, original.id);
+    let headers = why.headers(carried.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
     Ok(Record {
         origin,
         topic: topic.clone(),
+        partition: None,
         key,
-        payload: original.get().as_bytes().to_vec(),
+        payload: Some(value.as_bytes().to_vec()),
         headers: Some(headers),
+        event_id: original.id.to_owned(),
         schema_id: None,
         dead_letter: Some((plugin.to_owned(), reason.to_owned())),
     })
 }
 
 /// The registry's schema type must be the route's format.
-fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
-    let expected = match route.format {
+fn check_format(format: Format, subject: &str, message: Option<&str>, resolved: &Resolved) -> Result<(), BatchError> {
+    let expected = match format {
         Format::Avro => crate::codec::SchemaType::Avro,
         Format::JsonSchema => crate::codec::SchemaType::Json,
         Format::Protobuf => crate::codec::SchemaType::Protobuf,
@@ -537,10 +651,10 @@ fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
     };
     let actual = resolved.codec.schema_type();
     if let crate::codec::Codec::Protobuf(codec) = &*resolved.codec
-        && let Err(why) = codec.message(route.message.as_deref())
+        && let Err(why) = codec.message(message)
     {
         return Err(BatchError::Schema {
-            subject: route.subject.clone(),
+            subject: subject.to_owned(),
             error: RegistryError::InvalidSchema(format!("schema {}: {why}", resolved.id)),
         });
     }
@@ -548,7 +662,7 @@ fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
         Ok(())
     } else {
         Err(BatchError::Schema {
-            subject: route.subject.clone(),
+            subject: subject.to_owned(),
             error: RegistryError::InvalidSchema(format!(
                 "schema {} is {actual}, but the route's format needs {expected}",
                 resolved.id
@@ -557,14 +671,78 @@ fn check_format(route: &Route, resolved: &Resolved) -> Result<(), BatchError> {
     }
 }
 
+/// The id of a request event: the one it was given, else the route's `event_id` field, else a
+/// new UUIDv7.
+fn event_id(route: &Route, incoming: &Incoming<'_>) -> String {
+    if let Some(id) = incoming.event_id.as_deref().or_else(|| input::event_id_of(&incoming.headers)) {
+        return id.to_owned();
+    }
+    if let (Some(pointer), Some(value)) = (&route.event_id, incoming.value)
+        && let Ok(event) = json::parse(value.get())
+        && let Ok(id) = extract_key(&event, pointer)
+        && let Ok(id) = String::from_utf8(id)
+    {
+        return id;
+    }
+    new_event_id()
+}
+
+/// A key the request gave (JSON): encoded with the key schema when the route has one (errors
+/// point under `/key`), else it must be a string, written as its UTF-8 bytes.
+fn encode_key(schema: Option<&Resolved>, raw: &RawValue) -> Result<Vec<u8>, EventError> {
+    let invalid = |pointer: String, message: String| EventError {
+        kind: EventErrorKind::InvalidKey,
+        pointer: Some(pointer),
+        message,
+        plugin: None,
+    };
+    match schema {
+        Some(resolved) => {
+            let parsed = json::parse(raw.get()).map_err(|e| invalid("/key".into(), format!("not JSON: {e}")))?;
+            resolved
+                .codec
+                .encode(resolved.id, &parsed, raw.get(), true, None)
+                .map_err(|error| invalid(format!("/key{}", error.pointer), error.message))
+        }
+        None => match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(text) => Ok(text.into_owned().into_bytes()),
+            Err(_) => {
+                Err(invalid("/key".into(), "the route has no key schema (key_format), so a key is a string".into()))
+            }
+        },
+    }
+}
+
+/// A key taken from the event with the route's pointer, encoded with the key schema if any.
+fn pointer_key(event: &json::Json<'_>, pointer: &str, schema: Option<&Resolved>) -> Result<Vec<u8>, EventError> {
+    let refused = |kind, message: String| EventError { kind, pointer: Some(pointer.to_owned()), message, plugin: None };
+    let Some(resolved) = schema else {
+        return extract_key(event, pointer).map_err(|error| match error {
+            KeyError::Missing => refused(EventErrorKind::MissingKey, error.to_string()),
+            KeyError::WrongType(_) => refused(EventErrorKind::InvalidKey, error.to_string()),
+        });
+    };
+    let Some(field) = json::pointer(event, pointer) else {
+        return Err(refused(EventErrorKind::MissingKey, KeyError::Missing.to_string()));
+    };
+    let text = serde_json::Value::from(field).to_string();
+    resolved.codec.encode(resolved.id, field, &text, true, None).map_err(|error| EventError {
+        kind: EventErrorKind::InvalidKey,
+        pointer: Some(format!("{pointer}{}", error.pointer)),
+        message: format!("the key does not fit the key schema: {}", error.message),
+        plugin: None,
+    })
+}
+
 /// Validates and encodes one event's JSON text; returns its key and record value.
 fn encode_value(
     route: &Route,
-    schema: Option<&Resolved>,
+    schemas: &Schemas,
     raw: &str,
     key: Option<Vec<u8>>,
     from_plugin: bool,
 ) -> Result<(Option<Vec<u8>>, Vec<u8>), EventError> {
+    let schema = schemas.value.as_ref();
     let needs_key = key.is_none() && route.key.is_some();
     let parsed = if schema.is_some() || needs_key || from_plugin {
         // Request bodies were checked to be JSON; plugin output was not.
@@ -591,15 +769,7 @@ fn encode_value(
     };
     let key = match (key, &route.key, &parsed) {
         (Some(key), _, _) => Some(key),
-        (None, Some(pointer), Some(event)) => Some(extract_key(event, pointer).map_err(|error| EventError {
-            kind: match error {
-                KeyError::Missing => EventErrorKind::MissingKey,
-                KeyError::WrongType(_) => EventErrorKind::InvalidKey,
-            },
-            pointer: Some(pointer.clone()),
-            message: error.to_string(),
-            plugin: None,
-        })?),
+        (None, Some(pointer), Some(event)) => Some(pointer_key(event, pointer, schemas.key.as_ref())?),
         _ => None,
     };
     Ok((key, payload))

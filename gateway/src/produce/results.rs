@@ -7,6 +7,8 @@ use crate::route::Route;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventResult {
     pub index: usize,
+    /// The `event-id` its record carries (when it was written or queued).
+    pub event_id: Option<String>,
     /// The schema id the event was encoded with (schema routes only).
     pub schema_id: Option<u32>,
     /// The topic it went to, when a plugin sent it elsewhere than the route's topic.
@@ -42,6 +44,8 @@ pub enum Outcome {
 pub struct Part {
     pub topic: String,
     pub schema_id: Option<u32>,
+    /// The `event-id` of this record.
+    pub event_id: Option<String>,
     pub outcome: PartOutcome,
 }
 
@@ -106,6 +110,8 @@ pub enum EventErrorKind {
     KafkaUnavailable,
     Overloaded,
     KafkaTopicMissing,
+    /// The request named a partition the topic does not have.
+    UnknownPartition,
     KafkaRefused,
     SchemaUnavailable,
     PluginRejected,
@@ -130,6 +136,7 @@ impl EventErrorKind {
             EventErrorKind::KafkaUnavailable => "kafka-unavailable",
             EventErrorKind::Overloaded => "overloaded",
             EventErrorKind::KafkaTopicMissing => "kafka-topic-missing",
+            EventErrorKind::UnknownPartition => "unknown-partition",
             EventErrorKind::KafkaRefused => "kafka-refused",
             EventErrorKind::SchemaUnavailable => "schema-unavailable",
             EventErrorKind::PluginRejected => "plugin-rejected",
@@ -155,7 +162,7 @@ impl EventErrorKind {
             | EventErrorKind::Overloaded
             | EventErrorKind::SchemaUnavailable
             | EventErrorKind::PluginUnavailable => 503,
-            EventErrorKind::KafkaTopicMissing => 404,
+            EventErrorKind::KafkaTopicMissing | EventErrorKind::UnknownPartition => 404,
             EventErrorKind::KafkaRefused
             | EventErrorKind::PluginFailed
             | EventErrorKind::InvalidPluginOutput
@@ -182,6 +189,7 @@ impl From<ProduceError> for EventError {
             ProduceError::Unavailable(_) | ProduceError::Purged => EventErrorKind::KafkaUnavailable,
             ProduceError::Overloaded => EventErrorKind::Overloaded,
             ProduceError::UnknownTopic => EventErrorKind::KafkaTopicMissing,
+            ProduceError::UnknownPartition => EventErrorKind::UnknownPartition,
             ProduceError::TooLarge(_) => EventErrorKind::RecordTooLarge,
             ProduceError::Refused(_) => EventErrorKind::KafkaRefused,
         };
@@ -195,15 +203,35 @@ pub(super) struct Collector {
     parts: Vec<Vec<Part>>,
     /// Outcomes that are whole on their own (dropped, dead-lettered, refused).
     stops: Vec<Option<Outcome>>,
+    /// Each request event's id.
+    event_ids: Vec<Option<String>>,
 }
 
 impl Collector {
     pub(super) fn new(route: &Route, events: usize) -> Self {
-        Self { route_topic: route.topic.clone(), parts: vec![Vec::new(); events], stops: vec![None; events] }
+        Self {
+            route_topic: route.topic.clone(),
+            parts: vec![Vec::new(); events],
+            stops: vec![None; events],
+            event_ids: vec![None; events],
+        }
     }
 
-    pub(super) fn part(&mut self, origin: usize, topic: &str, schema_id: Option<u32>, outcome: PartOutcome) {
-        self.parts[origin].push(Part { topic: topic.to_owned(), schema_id, outcome });
+    /// The request events' ids, in request order.
+    pub(super) fn set_event_ids(&mut self, ids: Vec<Option<String>>) {
+        debug_assert_eq!(ids.len(), self.event_ids.len());
+        self.event_ids = ids;
+    }
+
+    pub(super) fn part(
+        &mut self,
+        origin: usize,
+        topic: &str,
+        schema_id: Option<u32>,
+        event_id: Option<String>,
+        outcome: PartOutcome,
+    ) {
+        self.parts[origin].push(Part { topic: topic.to_owned(), schema_id, event_id, outcome });
     }
 
     pub(super) fn stop(&mut self, origin: usize, outcome: Outcome) {
@@ -239,20 +267,27 @@ impl Collector {
             .parts
             .into_iter()
             .zip(self.stops)
+            .zip(self.event_ids)
             .enumerate()
-            .map(|(index, (mut parts, stop))| match (stop, parts.len()) {
-                (Some(outcome), _) => EventResult { index, schema_id: None, topic: None, outcome },
+            .map(|(index, ((mut parts, stop), id))| match (stop, parts.len()) {
+                (Some(outcome), _) => {
+                    // Only a written record has an id worth returning.
+                    let event_id = id.filter(|_| matches!(outcome, Outcome::DeadLettered { .. }));
+                    EventResult { index, event_id, schema_id: None, topic: None, outcome }
+                }
                 (None, 1) => {
                     let part = parts.remove(0);
                     let topic = (part.topic != route_topic).then_some(part.topic);
-                    let outcome = match part.outcome {
-                        PartOutcome::Stored(delivered) => Outcome::Stored(delivered),
-                        PartOutcome::Enqueued => Outcome::Enqueued,
-                        PartOutcome::Failed(error) => Outcome::Failed(error),
+                    let (event_id, outcome) = match part.outcome {
+                        PartOutcome::Stored(delivered) => (part.event_id, Outcome::Stored(delivered)),
+                        PartOutcome::Enqueued => (part.event_id, Outcome::Enqueued),
+                        PartOutcome::Failed(error) => (None, Outcome::Failed(error)),
                     };
-                    EventResult { index, schema_id: part.schema_id, topic, outcome }
+                    EventResult { index, event_id, schema_id: part.schema_id, topic, outcome }
                 }
-                (None, _) => EventResult { index, schema_id: None, topic: None, outcome: Outcome::Many(parts) },
+                (None, _) => {
+                    EventResult { index, event_id: id, schema_id: None, topic: None, outcome: Outcome::Many(parts) }
+                }
             })
             .collect();
         count(&route_topic, &results);

@@ -1,7 +1,7 @@
 //! Routes: what a topic's events are checked and encoded with, and where their key comes from.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::codec::json::{self, Json};
 
@@ -19,6 +19,10 @@ pub struct Route {
     pub message: Option<String>,
     /// JSON pointer to the key field.
     pub key: Option<String>,
+    /// The key schema's format and subject, when keys are encoded with one.
+    pub key_schema: Option<(Format, String)>,
+    /// JSON pointer to the field that is the record's `event-id`.
+    pub event_id: Option<String>,
     pub ack: Ack,
     pub reject_unknown: bool,
     /// Plugin names, run in order on each batch.
@@ -39,6 +43,8 @@ impl Route {
             version: VersionSpec::Latest,
             message: None,
             key: None,
+            key_schema: None,
+            event_id: None,
             ack: Ack::Wait,
             reject_unknown: true,
             plugins: Vec::new(),
@@ -61,6 +67,8 @@ impl From<&TopicConfig> for Route {
                 SchemaVersion::Pinned(n) => VersionSpec::Number(n),
             },
             key: topic.key.clone(),
+            key_schema: topic.key_format.map(|format| (format, topic.key_subject())),
+            event_id: topic.event_id.clone(),
             ack: topic.ack,
             reject_unknown: topic.unknown_fields == UnknownFields::Reject,
             plugins: topic.plugins.clone(),
@@ -71,11 +79,105 @@ impl From<&TopicConfig> for Route {
     }
 }
 
-/// Routes by topic name.
-pub type Routes = HashMap<String, Arc<Route>>;
+/// Routes by topic name: configured names, then topic patterns (`orders.*`) in config order.
+#[derive(Debug, Default)]
+pub struct Routes {
+    exact: HashMap<String, Arc<Route>>,
+    patterns: Vec<TopicConfig>,
+    /// Routes made for topics a pattern matched, kept for the next request (at most
+    /// [`MAX_MATCHED`]; past that a route is made per request, which costs a few clones).
+    matched: RwLock<HashMap<String, Arc<Route>>>,
+}
 
-pub fn routes(topics: &[TopicConfig]) -> Routes {
-    topics.iter().map(|t| (t.name.clone(), Arc::new(Route::from(t)))).collect()
+/// Pattern-matched topics whose routes are kept.
+const MAX_MATCHED: usize = 10_000;
+
+impl Routes {
+    pub fn new(topics: &[TopicConfig]) -> Self {
+        let (patterns, exact): (Vec<&TopicConfig>, Vec<&TopicConfig>) =
+            topics.iter().partition(|t| is_pattern(&t.name));
+        Self {
+            exact: exact.into_iter().map(|t| (t.name.clone(), Arc::new(Route::from(t)))).collect(),
+            patterns: patterns.into_iter().cloned().collect(),
+            matched: RwLock::default(),
+        }
+    }
+
+    /// The route of a topic: its own, or one made from the first pattern it matches (its subject
+    /// follows the pattern's strategy with this topic's name).
+    pub fn get(&self, topic: &str) -> Option<Arc<Route>> {
+        if let Some(route) = self.exact.get(topic) {
+            return Some(route.clone());
+        }
+        if self.patterns.is_empty() {
+            return None;
+        }
+        if let Some(route) = self.matched.read().unwrap_or_else(PoisonError::into_inner).get(topic) {
+            return Some(route.clone());
+        }
+        let pattern = self.patterns.iter().find(|p| matches(&p.name, topic))?;
+        let route = Arc::new(Route::from(&TopicConfig { name: topic.to_owned(), ..pattern.clone() }));
+        let mut matched = self.matched.write().unwrap_or_else(PoisonError::into_inner);
+        if matched.len() < MAX_MATCHED {
+            matched.insert(topic.to_owned(), route.clone());
+        }
+        Some(route)
+    }
+
+    /// Whether a topic has a route (its own or a pattern's).
+    pub fn contains(&self, topic: &str) -> bool {
+        self.exact.contains_key(topic) || self.patterns.iter().any(|p| matches(&p.name, topic))
+    }
+
+    /// Configured routes, patterns included.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.patterns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The topics named outright (not by pattern).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.exact.keys().map(String::as_str)
+    }
+}
+
+/// Whether a route name is a topic pattern.
+pub fn is_pattern(name: &str) -> bool {
+    name.contains('*')
+}
+
+/// `*` matches one or more characters of a topic name; everything else matches itself.
+///
+/// # Examples
+/// ```
+/// use sluice::route::matches;
+/// assert!(matches("orders.*", "orders.placed"));
+/// assert!(matches("*.events.*", "shop.events.v2"));
+/// assert!(!matches("orders.*", "orders."));
+/// assert!(!matches("orders.*", "payments.placed"));
+/// ```
+pub fn matches(pattern: &str, topic: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = topic.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        // Each `*` takes at least one character; the last part must end the topic.
+        if rest.is_empty() {
+            return false;
+        }
+        if i + 1 == parts.len() {
+            return rest.len() > part.len() && rest.ends_with(part);
+        }
+        match rest[1..].find(part) {
+            Some(at) => rest = &rest[1 + at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// Why an event has no usable key.
@@ -110,6 +212,42 @@ pub fn extract_key(event: &Json<'_>, pointer: &str) -> Result<Vec<u8>, KeyError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_match_whole_topic_names_with_stars_taking_one_or_more_characters() {
+        for (pattern, topic, expected) in [
+            ("orders.*", "orders.placed", true),
+            ("orders.*", "orders.placed.v2", true),
+            ("orders.*", "orders.", false),
+            ("orders.*", "orders", false),
+            ("orders.*", "xorders.placed", false),
+            ("*.dlq", "orders.dlq", true),
+            ("*.dlq", ".dlq", false),
+            ("*.dlq", "orders.dlq.x", false),
+            ("a*b*c", "axbyc", true),
+            ("a*b*c", "abc", false),
+            ("a*b*c", "axxbbyc", true),
+            ("*", "anything", true),
+        ] {
+            assert_eq!(matches(pattern, topic), expected, "{pattern} ~ {topic}");
+        }
+    }
+
+    #[test]
+    fn a_topic_takes_its_own_route_before_a_pattern_and_the_first_pattern_it_matches() {
+        let config = |name: &str, key: &str| TopicConfig {
+            key: Some(key.into()),
+            ..crate::dev::example_route(name, Format::Avro, "/id")
+        };
+        let routes = Routes::new(&[config("orders.*", "/a"), config("orders.special", "/b"), config("*.placed", "/c")]);
+        assert_eq!(routes.get("orders.special").unwrap().key.as_deref(), Some("/b"));
+        let matched = routes.get("orders.placed").unwrap();
+        assert_eq!((matched.topic.as_str(), matched.key.as_deref()), ("orders.placed", Some("/a")));
+        assert_eq!(matched.subject, "orders.placed-value", "the subject follows the strategy with the topic's name");
+        assert_eq!(routes.get("payments.placed").unwrap().key.as_deref(), Some("/c"));
+        assert!(routes.get("payments.confirmed").is_none());
+        assert!(routes.contains("orders.x") && !routes.contains("orders"));
+    }
 
     #[test]
     fn keys_follow_rfc_6901_pointers() {

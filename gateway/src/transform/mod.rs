@@ -31,7 +31,7 @@ use crate::kafka::client_config;
 use crate::kafka::dead_letter::DeadLetter;
 use crate::kafka::log::{self, CompactedLog, LogError, Outcome, Plan};
 use crate::kafka::transactions::{Transaction, Transactions};
-use crate::produce::{BatchError, Pipeline};
+use crate::produce::{BatchError, EVENT_ID, Incoming, Pipeline};
 use crate::route::Route;
 
 /// Pause after a failed batch before it is read again.
@@ -179,7 +179,7 @@ impl Transforms {
             plugins: config.plugins.clone(),
             on_plugin_error: config.on_plugin_error,
             dead_letter_topic: config.dead_letter_topic.clone(),
-            ..Route::clone(output)
+            ..Route::clone(&output)
         });
         let producer = config.exactly_once.then(|| {
             let prefix = format!("sluice-transform-{}-{}", config.name, self.exactly_once.replica_id);
@@ -203,7 +203,7 @@ impl Transforms {
         }
         let routes = &self.pipeline.routes;
         let plugins = &self.pipeline.plugins;
-        let mut problems = config.problems(&|name| routes.contains_key(name), &|name| plugins.is_declared(name));
+        let mut problems = config.problems(&|name| routes.contains(name), &|name| plugins.is_declared(name));
         for topic in config.inputs.iter().chain(&config.dead_letter_topic) {
             if self.internal.contains(topic) {
                 problems.push(("inputs", format!("'{topic}' is an internal topic (Sluice's own state or Kafka's)")));
@@ -346,11 +346,16 @@ impl Worker {
                 Decoded::Unreadable(why) => dead.push((index, why, None)),
             }
         }
-        let events: Vec<&RawValue> = values
-            .iter()
-            .map(|v| serde_json::from_slice::<&RawValue>(v))
-            .collect::<Result<_, _>>()
-            .map_err(|e| BatchFailed::Kafka(format!("a decoded value is not JSON: {e}")))?;
+        let mut events = Vec::with_capacity(values.len());
+        for (value, &index) in values.iter().zip(&origins) {
+            let value = serde_json::from_slice::<&RawValue>(value)
+                .map_err(|e| BatchFailed::Kafka(format!("a decoded value is not JSON: {e}")))?;
+            // The event keeps its id on the way to the output topic.
+            let event_id = batch[index].headers().and_then(|headers| {
+                headers.iter().find(|h| h.key == EVENT_ID).and_then(|h| std::str::from_utf8(h.value?).ok())
+            });
+            events.push(Incoming { event_id: event_id.map(str::to_owned), ..Incoming::value(value) });
+        }
         let prepared = self.pipeline.prepare(&self.route, &events, &[], &|_| true).await?;
         for (index, error) in prepared.refusals() {
             if error.kind.is_retriable() {
@@ -443,12 +448,7 @@ impl Worker {
             let headers = why.headers(original);
             let delivery = match tx {
                 Some(tx) => tx.send(topic, None, record.key(), record.payload(), Some(headers)),
-                None => self.pipeline.producer.send(
-                    topic,
-                    record.key(),
-                    record.payload().unwrap_or_default(),
-                    Some(headers),
-                ),
+                None => self.pipeline.producer.send(topic, None, record.key(), record.payload(), Some(headers)),
             }
             .map_err(kafka)?;
             pending.push(delivery);

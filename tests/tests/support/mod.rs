@@ -211,14 +211,42 @@ pub async fn independent_decode(
     format: &str,
     count: usize,
 ) -> anyhow::Result<Vec<Value>> {
+    python_lines("decode.py", &[bootstrap, topic, registry_url, format, &count.to_string()]).await
+}
+
+/// Reads `count` whole records with Confluent's Python client (`tests/python/read_records.py`):
+/// keys and values deserialized through the registry when framed, headers, partitions.
+pub async fn read_records(
+    bootstrap: &str,
+    topic: &str,
+    registry_url: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Value>> {
+    python_lines("read_records.py", &[bootstrap, topic, registry_url, &count.to_string()]).await
+}
+
+/// Reads `count` records as CloudEvents with the CloudEvents SDK's Kafka binding
+/// (`tests/python/read_cloudevents.py`): `{"attributes", "data"}` each.
+pub async fn read_cloudevents(
+    bootstrap: &str,
+    topic: &str,
+    registry_url: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Value>> {
+    python_lines("read_cloudevents.py", &[bootstrap, topic, registry_url, &count.to_string()]).await
+}
+
+/// Runs a script of `tests/python` in the harness's venv and parses the JSON line it prints per
+/// record.
+async fn python_lines(script: &str, args: &[&str]) -> anyhow::Result<Vec<Value>> {
     let python = python().await?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/decode.py");
+    let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut command = Command::new(python);
-    command.args([script, bootstrap, topic, registry_url, format, &count.to_string()]);
+    command.arg(path).args(args);
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
     if !output.status.success() {
         bail!(
-            "decode.py failed ({}):\n{}\n{}",
+            "{script} failed ({}):\n{}\n{}",
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
@@ -226,7 +254,7 @@ pub async fn independent_decode(
     }
     String::from_utf8(output.stdout)?
         .lines()
-        .map(|line| serde_json::from_str(line).with_context(|| format!("bad line from decode.py: {line}")))
+        .map(|line| serde_json::from_str(line).with_context(|| format!("bad line from {script}: {line}")))
         .collect()
 }
 
