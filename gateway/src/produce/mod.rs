@@ -257,10 +257,8 @@ impl Pipeline {
 
         // What the request says of each event: its id, key, headers and partition.
         let mut ready = Vec::with_capacity(events.len());
-        let mut ids = Vec::with_capacity(events.len());
         for (origin, incoming) in events.iter().enumerate() {
             let id = event_id(route, incoming);
-            ids.push(id.clone());
             let key = match incoming.key.as_deref().map(|raw| encode_key(primary.key.as_ref(), raw)).transpose() {
                 Ok(key) => key,
                 Err(error) => {
@@ -272,6 +270,7 @@ impl Pipeline {
             headers.extend_from_slice(context);
             headers.extend(incoming.headers.iter().filter(|h| h.key != EVENT_ID).cloned());
             input::set_event_id(&mut headers, &id);
+            results.set_event_id(origin, id.clone());
             let Some(value) = incoming.value else {
                 // A tombstone: no value to check, and nothing for plugins to see.
                 let Some(key) = key else {
@@ -302,7 +301,6 @@ impl Pipeline {
                 from_plugin: false,
             });
         }
-        results.set_event_ids(ids.iter().cloned().map(Some).collect());
 
         let (work, stopped) =
             if route.plugins.is_empty() { (ready, Vec::new()) } else { self.run_plugins(route, ready).await };
@@ -341,8 +339,8 @@ impl Pipeline {
                     results.fail(origin, EventError::plugin(kind, &plugin, error.to_string()));
                 }
                 Stop::DeadLetter { plugin, reason } => {
-                    let original =
-                        Original { event: &events[origin], id: &ids[origin], key_schema: primary.key.as_ref() };
+                    let id = results.event_id(origin).unwrap_or_default().to_owned();
+                    let original = Original { event: &events[origin], id: &id, key_schema: primary.key.as_ref() };
                     match dead_letter(route, origin, original, &plugin, &reason, context) {
                         Ok(record) => records.push(record),
                         Err(error) => results.fail(origin, error),

@@ -217,10 +217,13 @@ impl Collector {
         }
     }
 
-    /// The request events' ids, in request order.
-    pub(super) fn set_event_ids(&mut self, ids: Vec<Option<String>>) {
-        debug_assert_eq!(ids.len(), self.event_ids.len());
-        self.event_ids = ids;
+    /// The id of a request event (its records' `event-id` unless a plugin changed it).
+    pub(super) fn set_event_id(&mut self, origin: usize, id: String) {
+        self.event_ids[origin] = Some(id);
+    }
+
+    pub(super) fn event_id(&self, origin: usize) -> Option<&str> {
+        self.event_ids[origin].as_deref()
     }
 
     pub(super) fn part(
