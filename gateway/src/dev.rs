@@ -35,6 +35,8 @@ const INBOX_SIZE: usize = 100;
 pub const ORDER_PLACED_V1: &str = include_str!("../../deploy/examples/schemas/order-placed-v1.avsc");
 /// The Protobuf example route's topic.
 pub const PROTOBUF_TOPIC: &str = "payments.confirmed";
+/// The example `bytes` route's topic: any body, as it is.
+pub const BYTES_TOPIC: &str = "raw.logs";
 /// The Protobuf example route's schema.
 pub const PAYMENT_CONFIRMED_V1: &str = include_str!("../../deploy/examples/schemas/payment-confirmed-v1.proto");
 
@@ -73,6 +75,7 @@ pub async fn start(listen: SocketAddr, kafka: SocketAddr) -> anyhow::Result<Dev>
     let registry = RegistryConfig::default();
     cluster.create_topic(TOPIC, 3, 1).context("cannot create the example topic")?;
     cluster.create_topic(PROTOBUF_TOPIC, 3, 1).context("cannot create the Protobuf example topic")?;
+    cluster.create_topic(BYTES_TOPIC, 1, 1).context("cannot create the bytes example topic")?;
     cluster.create_topic(DEAD_LETTER_TOPIC, 1, 1).context("cannot create the dead letter topic")?;
     cluster.create_topic(&registry.topic, 1, 1).context("cannot create the registry topic")?;
     cluster
@@ -159,6 +162,7 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
         topics: vec![
             example_route(TOPIC, Format::Avro, "/order_id"),
             example_route(PROTOBUF_TOPIC, Format::Protobuf, "/payment_id"),
+            TopicConfig { key: None, ..example_route(BYTES_TOPIC, Format::Bytes, "") },
         ],
         plugins: Vec::new(),
         plugin_host: Default::default(),

@@ -217,17 +217,29 @@ pub fn body(data: &[u8]) {
             assert!(!records.is_empty() && records.len() <= 1000);
             for (topic, record) in &records {
                 assert_eq!(topic.is_some(), named);
-                assert!(record.value.is_none_or(|v| v.get().starts_with('{')));
+                assert!(record.value.as_deref().is_none_or(|v| v.starts_with(b"{")));
                 assert!(record.partition.is_none_or(|p| p >= 0));
             }
         }
+    }
+    // Confluent REST Proxy bodies: v2 records in every embedded format, v3 streams.
+    crate::http::fuzz_confluent_bodies(data);
+    // A bytes route's NDJSON: every non-blank line a record, within the limit.
+    let ndjson = {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/x-ndjson"));
+        headers
+    };
+    if let Ok(records) = crate::http::parse_incoming(data, 1000, crate::http::Form::Lines, false, &ndjson) {
+        assert!(!records.is_empty() && records.len() <= 1000);
+        assert!(records.iter().all(|(_, r)| r.value.as_deref().is_some_and(|v| !v.contains(&b'\n'))));
     }
     // CloudEvents, one and batched: each has an id (its event-id) and object data.
     for form in [crate::http::Form::CloudEvent, crate::http::Form::CloudEventBatch] {
         if let Ok(events) = crate::http::parse_incoming(data, 1000, form, false, &axum::http::HeaderMap::new()) {
             for (_, event) in &events {
                 assert!(event.event_id.as_deref().is_some_and(|id| !id.is_empty()));
-                assert!(event.value.is_some_and(|v| v.get().starts_with('{')));
+                assert!(event.value.as_deref().is_some_and(|v| v.starts_with(b"{")));
             }
         }
     }

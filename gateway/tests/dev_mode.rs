@@ -125,6 +125,34 @@ fn dev_mode_serves_the_readme_example() {
     assert_eq!(delivered["headers"]["sluice-key"], "o-1001");
     assert_eq!(delivered["headers"]["event-id"], event_id.as_str(), "webhooks pass the event id on");
     assert!(delivered["headers"]["webhook-signature"].as_str().is_some_and(|s| s.starts_with("v1,")), "{delivered}");
+
+    // The bytes route's example: two lines, two records.
+    let lines = |name: &str| -> Vec<serde_json::Value> {
+        let command = readme_block(name).replace("localhost:8080", &format!("127.0.0.1:{port}"));
+        let output = Command::new("sh").args(["-ec", &command]).output().expect("sh runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {line}")))
+            .collect()
+    };
+    let answer = lines("dev-bytes").remove(0);
+    let results = answer["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{answer}");
+    assert!(results.iter().all(|r| r["offset"].is_i64()), "{answer}");
+    let record = read_one(&bootstrap, "raw.logs", 0);
+    assert_eq!(record.1, b"level=info msg=started", "the line as sent");
+
+    // The Confluent REST Proxy examples: a v2 answer with an offset, then a v3 delivery report.
+    let answers = lines("dev-confluent");
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let offset = &answers[0]["offsets"][0];
+    assert!(offset["offset"].is_i64() && offset["error_code"].is_null(), "{answers:?}");
+    assert_eq!(
+        (answers[1]["error_code"].as_u64(), answers[1]["topic_name"].as_str()),
+        (Some(200), Some("orders.placed"))
+    );
+    assert_eq!(answers[1]["key"], serde_json::json!({"type": "STRING", "size": 3}));
 }
 
 /// The first record of a partition, read as a plain Kafka client would: key, value, `event-id`.

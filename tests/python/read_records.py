@@ -1,9 +1,9 @@
 """Reads whole records of a topic with Confluent's Python client and prints each as one JSON line:
-{"partition", "offset", "key", "key_schema_id", "value", "headers"}.
+{"partition", "offset", "key", "key_schema_id", "value", "headers", "timestamp"}.
 
 Keys and values in Confluent's wire format (magic byte 0) are deserialized with AvroDeserializer,
-which fetches the writer schema by id from the registry; other keys are printed as text. A
-tombstone's value is null. Headers are {name: text}, or {name: {"base64": ...}} when not UTF-8.
+which fetches the writer schema by id from the registry; other keys are printed as text, other
+values as text or, when not UTF-8, {"base64": ...}. A tombstone's value is null. Headers are {name: text}, or {name: {"base64": ...}} when not UTF-8.
 
 usage: read_records.py BOOTSTRAP TOPIC REGISTRY_URL COUNT [TIMEOUT_SECONDS]
 """
@@ -47,10 +47,11 @@ def main():
         if framed(value):
             value = deserializer(value, SerializationContext(topic, MessageField.VALUE))
         elif value is not None:
-            value = value.decode("utf-8")
+            value = header_value(value)
         headers = {k: header_value(v) for k, v in (msg.headers() or [])}
         print(json.dumps({"partition": msg.partition(), "offset": msg.offset(), "key": key,
-                          "key_schema_id": key_schema_id, "value": value, "headers": headers},
+                          "key_schema_id": key_schema_id, "value": value, "headers": headers,
+                          "timestamp": msg.timestamp()[1]},
                          default=plain), flush=True)
 
 

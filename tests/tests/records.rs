@@ -313,3 +313,34 @@ async fn a_pattern_route_serves_topics_created_after_the_gateway_started() -> an
     env.gateway.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bytes_route_writes_any_body_as_it_is_or_one_record_per_line() -> anyhow::Result<()> {
+    let _deadline = sluice_tests::deadline();
+    let topic = unique_name("raw");
+    Kafka::shared().create_topic(&topic, 1, &[]).await?;
+    let env =
+        Env::start(support::RegistryKind::Embedded, &format!("[[topics]]\nname = \"{topic}\"\nformat = \"bytes\"\n"))
+            .await?;
+    // Any bytes, any content type: one record, byte for byte, with its content type.
+    let blob: Vec<u8> = (0..=255u8).rev().collect();
+    let reply = env.post_raw(&topic, "application/octet-stream", blob.clone()).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // NDJSON: a record per line, blank lines skipped, CRLF or LF.
+    let reply = env.post_raw(&topic, "application/x-ndjson", "level=info\r\n\nlevel=warn msg=\"disk 91%\"\n").await?;
+    assert_eq!(reply.body["results"].as_array().map(Vec::len), Some(2), "{}", reply.body);
+    let too_many = "x\n".repeat(501);
+    let reply = env.post_raw(&topic, "application/x-ndjson", too_many).await?;
+    assert_eq!(
+        (reply.status, reply.body["type"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("urn:sluice:problem:too-many-events"))
+    );
+    let records = read_records(&env.bootstrap, &topic, &env.registry_url, 3).await?;
+    use base64::Engine as _;
+    let values: Vec<&Value> = records.iter().map(|r| &r["value"]).collect();
+    let blob = json!({"base64": base64::engine::general_purpose::STANDARD.encode(&blob)});
+    assert_eq!(values, [&blob, &json!("level=info"), &json!("level=warn msg=\"disk 91%\"")]);
+    assert_eq!(records[0]["headers"]["content-type"], "application/octet-stream");
+    env.gateway.stop().await?;
+    Ok(())
+}

@@ -515,6 +515,43 @@ mod tests {
     }
 
     #[test]
+    fn bytes_routes_have_no_schema_or_pointers_and_the_confluent_prefix_is_a_path() {
+        let problems = load_str(
+            r#"
+            [http]
+            confluent_prefix = "/v1/kafka"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[topics]]
+            name = "raw"
+            format = "bytes"
+            subject = "raw-value"
+            key = "/id"
+            event_id = "/id"
+            key_format = "avro"
+            "#,
+            no_env,
+        )
+        .unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        for expected in [
+            "http.confluent_prefix: ",
+            "topics[0].subject: a bytes route",
+            "topics[0].key: a bytes route",
+            "topics[0].event_id: a bytes route",
+            "topics[0].key_format: a bytes route",
+        ] {
+            assert!(text.iter().any(|t| t.starts_with(expected)), "{expected} not in {text:#?}");
+        }
+        let config = load_str(
+            "[http]\nconfluent_prefix = \"/kafka\"\n[kafka]\nbootstrap_servers = \"k:9092\"\n[[topics]]\nname = \"raw\"\nformat = \"bytes\"\n",
+            no_env,
+        )
+        .unwrap();
+        assert_eq!((config.topics[0].format, config.http.confluent_prefix.as_str()), (Format::Bytes, "/kafka"));
+    }
+
+    #[test]
     fn transforms_and_exactly_once_settings_are_checked_together() {
         let problems = load_str(
             r#"

@@ -607,6 +607,12 @@ pub struct HttpConfig {
     pub idempotency_max_bytes: usize,
     /// HTTPS for the public and admin listeners. Without it they speak plain HTTP.
     pub tls: Option<ListenerTlsConfig>,
+    /// Serve Confluent REST Proxy's produce and metadata API (v2 and v3) beside Sluice's own, so
+    /// its clients can point at Sluice. Default true.
+    pub confluent_api: bool,
+    /// Where that API is served: `""` (default) for the root paths Confluent's clients use
+    /// (`/topics/...`, `/v3/clusters/...`), or a prefix such as `/kafka`.
+    pub confluent_prefix: String,
 }
 
 /// `[http.tls]`: the listeners' certificate, reloaded when its files change.
@@ -636,6 +642,8 @@ impl Default for HttpConfig {
             idempotency_window_s: 3600,
             idempotency_max_bytes: 64 << 20,
             tls: None,
+            confluent_api: true,
+            confluent_prefix: String::new(),
         }
     }
 }
@@ -875,8 +883,9 @@ impl std::fmt::Debug for RegistryAuth {
 pub struct TopicConfig {
     /// Kafka topic name, also the name in the URL.
     pub name: String,
-    /// `avro`, `protobuf`, `json-schema` or `json` (schemaless: any JSON object is produced as
-    /// it is).
+    /// `avro`, `protobuf`, `json-schema`, `json` (schemaless: any JSON object is produced as
+    /// it is) or `bytes` (any body, of any content type, written as it is: one record per
+    /// request, or one per line of an `application/x-ndjson` body).
     pub format: Format,
     /// Registry subject of the value schema, written out; `{topic}` is replaced by the name.
     /// Without it the subject follows `subject_strategy`.
@@ -981,6 +990,8 @@ pub enum Format {
     JsonSchema,
     Protobuf,
     Json,
+    /// Values are bytes, not events: nothing is parsed or validated.
+    Bytes,
 }
 
 /// Which version of the subject's schema a route uses.

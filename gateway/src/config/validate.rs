@@ -50,6 +50,17 @@ pub(super) fn http(http: &HttpConfig, problems: &mut Vec<Problem>) {
     if http.max_events_per_request == 0 {
         problems.push(Problem::new("http.max_events_per_request", "must be greater than 0"));
     }
+    let prefix = &http.confluent_prefix;
+    if !prefix.is_empty()
+        && (!prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || ["/v1", "/registry", "/admin"].iter().any(|own| prefix == own || prefix.starts_with(&format!("{own}/"))))
+    {
+        problems.push(Problem::new(
+            "http.confluent_prefix",
+            format!("'{prefix}' must be empty or a path such as /kafka (starting with '/', not ending with one, outside Sluice's own /v1, /registry and /admin)"),
+        ));
+    }
     if let Some(tls) = &http.tls {
         for (key, path) in [("http.tls.cert_file", &tls.cert_file), ("http.tls.key_file", &tls.key_file)] {
             if !path.is_file() {
@@ -214,6 +225,22 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
         if let Some(first) = seen.insert(&topic.name, i) {
             problems.push(Problem::new(at("name"), format!("duplicate of topics[{first}]")));
         }
+        if topic.format == Format::Bytes {
+            let fields = [
+                ("subject", topic.subject.is_some()),
+                ("record", topic.record.is_some()),
+                ("schema_version", topic.schema_version != SchemaVersion::Latest),
+                ("key", topic.key.is_some()),
+                ("key_format", topic.key_format.is_some()),
+                ("event_id", topic.event_id.is_some()),
+            ];
+            for (field, _) in fields.iter().filter(|(_, set)| *set) {
+                problems.push(Problem::new(
+                    at(field),
+                    "a bytes route's values are not JSON: it has no schema and no JSON pointers",
+                ));
+            }
+        }
         if topic.format == Format::Json {
             if topic.subject.is_some() {
                 problems.push(Problem::new(at("subject"), "a json (schemaless) route has no schema"));
@@ -254,7 +281,7 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
                 problems.push(Problem::new(at(field), why));
             }
         }
-        if topic.key_format == Some(Format::Json) {
+        if matches!(topic.key_format, Some(Format::Json | Format::Bytes)) {
             problems.push(Problem::new(
                 at("key_format"),
                 "a key schema is avro, protobuf or json-schema (leave key_format out for text keys)",

@@ -245,11 +245,17 @@ async fn dead_letter(
         let original =
             record.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value.unwrap_or_default()));
         let headers = why.headers(original);
-        let sent =
-            match deps.producer.send(&spec.dead_letter_topic, None, record.key(), record.payload(), Some(headers)) {
-                Ok(delivery) => deps.producer.delivered(delivery).await,
-                Err(error) => Err(error),
-            };
+        let sent = match deps.producer.send(
+            &spec.dead_letter_topic,
+            None,
+            record.key(),
+            record.payload(),
+            Some(headers),
+            None,
+        ) {
+            Ok(delivery) => deps.producer.delivered(delivery).await,
+            Err(error) => Err(error),
+        };
         match sent {
             Ok(_) => {
                 tracing::warn!(

@@ -22,6 +22,64 @@ pub enum Form {
     CloudEventBatch,
     /// `application/json` with `ce-*` headers: one CloudEvent in binary mode, the body its data.
     CloudEventBinary,
+    /// Any body to a `bytes` route: one record, the body as it is.
+    Bytes,
+    /// `application/x-ndjson` to a `bytes` route: one record per line.
+    Lines,
+}
+
+/// The media type of newline-delimited records on a `bytes` route.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// A `bytes` route takes any body: newline-delimited records ([`NDJSON`]), or one record.
+pub fn bytes_form(headers: &HeaderMap) -> Form {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    if essence.eq_ignore_ascii_case(NDJSON) { Form::Lines } else { Form::Bytes }
+}
+
+/// The records of a `bytes` route's body: the body (with the request's `Content-Type` as the
+/// record's `content-type` header), or each non-blank line of it (without its `\n` or `\r\n`).
+fn byte_records<'b>(
+    bytes: &'b [u8],
+    max_events: usize,
+    form: Form,
+    headers: &HeaderMap,
+) -> Result<Vec<Incoming<'b>>, Problem> {
+    if form == Form::Bytes {
+        let mut record = Incoming::bytes(bytes);
+        if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+            let value = content_type.as_bytes().to_vec();
+            record.headers.push(crate::plugin::bindings::Header { key: "content-type".into(), value });
+        }
+        return Ok(vec![record]);
+    }
+    let lines: Vec<Incoming<'b>> = bytes
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .take(max_events + 1)
+        .map(Incoming::bytes)
+        .collect();
+    if lines.is_empty() {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "empty-batch", "Empty batch", "the body holds no lines"));
+    }
+    if lines.len() > max_events {
+        return Err(too_many(
+            max_events,
+            format!("more than {max_events} lines in one request; the limit is {max_events}"),
+        ));
+    }
+    Ok(lines)
+}
+
+fn too_many(max_events: usize, detail: String) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-many-events", "Too many events", detail)
+        .with("limit_events", max_events)
 }
 
 /// `application/json` (events, or a binary-mode CloudEvent with `ce-*` headers), the envelope
@@ -162,13 +220,7 @@ pub fn parse_events(bytes: &[u8], max_events: usize) -> Result<Vec<&RawValue>, P
         return Err(Problem::new(StatusCode::BAD_REQUEST, "empty-batch", "Empty batch", "the array holds no events"));
     }
     if events.len() > max_events {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-many-events",
-            "Too many events",
-            format!("{} events in one request; the limit is {max_events}", events.len()),
-        )
-        .with("limit_events", max_events));
+        return Err(too_many(max_events, format!("{} events in one request; the limit is {max_events}", events.len())));
     }
     Ok(events)
 }
@@ -223,6 +275,15 @@ pub fn parse_incoming<'b>(
     headers: &HeaderMap,
 ) -> Result<Vec<(Option<String>, Incoming<'b>)>, Problem> {
     match (form, named) {
+        (Form::Bytes | Form::Lines, false) => {
+            Ok(byte_records(bytes, max_events, form, headers)?.into_iter().map(|e| (None, e)).collect())
+        }
+        (Form::Bytes | Form::Lines, true) => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "POST /v1/events takes JSON; send a bytes route's records to /v1/topics/{topic}/events",
+        )),
         (Form::CloudEvent | Form::CloudEventBatch | Form::CloudEventBinary, true) => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",

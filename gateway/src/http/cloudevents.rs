@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::problem::Problem;
 use crate::plugin::bindings::Header;
-use crate::produce::Incoming;
+use crate::produce::{Incoming, Key};
 
 pub const STRUCTURED: &str = "application/cloudevents+json";
 pub const BATCH: &str = "application/cloudevents-batch+json";
@@ -108,8 +108,11 @@ fn event<'a>(
         Some(_) => return Err(invalid("the event's data must be a JSON object".into(), at("data"))),
         None => return Err(invalid("the event has no data".into(), at("data"))),
     };
+    // A string key: encoded with the route's key schema when it has one, like any JSON key.
     let key = get("partitionkey").map(|k| {
-        Cow::Owned(RawValue::from_string(serde_json::Value::from(k).to_string()).expect("a JSON string is JSON"))
+        Key::Json(Cow::Owned(
+            RawValue::from_string(serde_json::Value::from(k).to_string()).expect("a JSON string is JSON"),
+        ))
     });
     let mut headers: Vec<Header> = Vec::with_capacity(attributes.len() + 1);
     headers.push(Header {
@@ -122,7 +125,8 @@ fn event<'a>(
             headers.push(Header { key: format!("ce_{name}"), value: text.into_bytes() });
         }
     }
-    Ok(Incoming { value: Some(value), key, headers, partition: None, event_id })
+    let value = Some(Cow::Borrowed(value.get().as_bytes()));
+    Ok(Incoming { value, key, headers, event_id, ..Incoming::default() })
 }
 
 /// `application/json`, or any `+json` type, with parameters.
@@ -180,9 +184,9 @@ mod tests {
                "subject":"o-1","partitionkey":"o-1","tenant":"acme","priority":3,"data":{"order_id":"o-1"}}"#,
         );
         let event = structured(None, body).unwrap();
-        assert_eq!(event.value.map(RawValue::get), Some(r#"{"order_id":"o-1"}"#));
+        assert_eq!(event.value.as_deref(), Some(&br#"{"order_id":"o-1"}"#[..]));
         assert_eq!(event.event_id.as_deref(), Some("e-1"));
-        assert_eq!(event.key.as_deref().map(RawValue::get), Some(r#""o-1""#));
+        assert!(matches!(&event.key, Some(Key::Json(k)) if k.get() == r#""o-1""#));
         for (name, value) in [
             ("ce_specversion", "1.0"),
             ("ce_id", "e-1"),

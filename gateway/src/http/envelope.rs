@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::problem::Problem;
 use crate::plugin::bindings::Header;
-use crate::produce::Incoming;
+use crate::produce::{Incoming, Key};
 
 /// The envelope form's media type.
 pub const MEDIA_TYPE: &str = "application/vnd.sluice.envelope+json";
@@ -76,7 +76,7 @@ pub fn parse(index: usize, raw: &RawValue) -> Result<(Option<String>, Incoming<'
     })?;
     let value = match envelope.value.get() {
         "null" => None,
-        text if text.starts_with('{') => Some(envelope.value),
+        text if text.starts_with('{') => Some(std::borrow::Cow::Borrowed(text.as_bytes())),
         _ => {
             return Err(invalid(
                 format!("the value of envelope {index} is neither a JSON object nor null (a tombstone)"),
@@ -88,20 +88,9 @@ pub fn parse(index: usize, raw: &RawValue) -> Result<(Option<String>, Incoming<'
     for (name, value) in envelope.headers {
         let value = match value {
             HeaderValue::Text(text) => text.into_bytes(),
-            HeaderValue::Bytes { base64 } => {
-                use base64::Engine as _;
-                // Lenient about the unused bits of the last symbol, as most encoders' readers are.
-                const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-                    &base64::alphabet::STANDARD,
-                    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-                );
-                LENIENT.decode(base64.as_bytes()).map_err(|e| {
-                    invalid(
-                        format!("header '{name}' is not base64: {e}"),
-                        format!("/{index}/headers/{}", escape(&name)),
-                    )
-                })?
-            }
+            HeaderValue::Bytes { base64 } => decode_base64(&base64).map_err(|e| {
+                invalid(format!("header '{name}' is not base64: {e}"), format!("/{index}/headers/{}", escape(&name)))
+            })?,
         };
         headers.push(Header { key: name, value });
     }
@@ -121,12 +110,24 @@ pub fn parse(index: usize, raw: &RawValue) -> Result<(Option<String>, Incoming<'
     };
     let incoming = Incoming {
         value,
-        key: envelope.key.map(std::borrow::Cow::Borrowed),
+        key: envelope.key.map(|k| Key::Json(std::borrow::Cow::Borrowed(k))),
         headers,
         partition,
         event_id: envelope.event_id,
+        timestamp_ms: None,
     };
     Ok((envelope.topic, incoming))
+}
+
+/// Standard base64, lenient about the unused bits of the last symbol as most encoders' readers
+/// are.
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine as _;
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(text.as_bytes())
 }
 
 /// A JSON pointer token (RFC 6901).
@@ -150,8 +151,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(topic, None);
-        assert_eq!(event.value.map(RawValue::get), Some(r#"{"a":1}"#));
-        assert_eq!(event.key.as_deref().map(RawValue::get), Some(r#"{"id":7}"#));
+        assert_eq!(event.value.as_deref(), Some(&br#"{"a":1}"#[..]));
+        assert!(matches!(&event.key, Some(Key::Json(k)) if k.get() == r#"{"id":7}"#));
         let headers: Vec<(&str, &[u8])> = event.headers.iter().map(|h| (h.key.as_str(), &h.value[..])).collect();
         assert_eq!(headers, [("b", &[0u8, 1][..]), ("h", b"text")]);
         assert_eq!((event.partition, event.event_id.as_deref()), (Some(2), Some("e-1")));

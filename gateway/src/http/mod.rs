@@ -4,6 +4,7 @@ mod access;
 pub mod admin;
 mod body;
 mod cloudevents;
+mod confluent;
 mod envelope;
 mod idempotency;
 pub mod problem;
@@ -54,6 +55,7 @@ pub enum Keys {
 
 pub use self::access::{Gate, Limits};
 pub use self::body::{Form, parse_events, parse_incoming, parse_topic_events};
+pub use self::confluent::fuzz_bodies as fuzz_confluent_bodies;
 pub use self::idempotency::Idempotency;
 pub use self::idempotency::cluster::Claims;
 
@@ -67,6 +69,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(subscriptions::routes());
+    if state.http.confluent_api {
+        router = router.merge(confluent::routes(&state.http.confluent_prefix));
+    }
     if let Registry::Embedded(embedded) = &state.registry {
         router = router.nest("/registry", embedded_registry(embedded.clone(), state.http.max_body_bytes));
     }

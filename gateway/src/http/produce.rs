@@ -19,13 +19,16 @@ use serde::Serialize;
 
 use super::AppState;
 use super::Keys;
-use super::body::{Form, check_content_type, parse_incoming, read_limited};
+use super::body::{self, Form, check_content_type, parse_incoming, read_limited};
 use super::idempotency::{self, Begin, Idempotency};
 use super::problem::Problem;
 use crate::auth::{Permission, Principal};
+use crate::config::Format;
 use crate::kafka::transactions::Transaction;
 use crate::plugin::bindings::Header;
-use crate::produce::{BatchError, EventError, EventResult, Incoming, Outcome, Part, Prepared, results::PartOutcome};
+use crate::produce::{
+    BatchError, Chosen, EventError, EventResult, Incoming, Outcome, Part, Prepared, results::PartOutcome,
+};
 use crate::registry::RegistryError;
 use crate::route::Route;
 use crate::telemetry::trace;
@@ -45,10 +48,12 @@ pub async fn produce(
     principal.require(Permission::Produce(&topic))?;
     let route = route(&app, &topic)?;
     let options = Options::parse(query.as_deref())?;
-    let form = check_content_type(&headers)?;
+    let form = if route.format == Format::Bytes { body::bytes_form(&headers) } else { check_content_type(&headers)? };
     let bytes = read_limited(body, &headers, app.http.max_body_bytes).await?;
-    // Binary-mode CloudEvents carry their attributes in the request's headers.
-    let request_headers = if form == Form::CloudEventBinary { headers.clone() } else { HeaderMap::new() };
+    // Binary-mode CloudEvents carry their attributes in the request's headers, a bytes record
+    // its content type.
+    let request_headers =
+        if matches!(form, Form::CloudEventBinary | Form::Bytes) { headers.clone() } else { HeaderMap::new() };
     let request = Request { principal, topic: topic.clone(), headers, bytes, options };
     serve(app, request, move |bytes, max| {
         let events: Vec<Incoming<'_>> =
@@ -96,7 +101,7 @@ pub async fn produce_many(
 /// The topic an `Idempotency-Key` of `POST /v1/events` is scoped to (no route has this name).
 const MANY_TOPICS: &str = "*";
 
-fn route(app: &AppState, topic: &str) -> Result<Arc<Route>, Problem> {
+pub(super) fn route(app: &AppState, topic: &str) -> Result<Arc<Route>, Problem> {
     app.routes.get(topic).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -169,22 +174,7 @@ async fn serve(
         Some(_) => Idempotency::id(&headers, &principal.name, &topic)?,
         None => None,
     };
-    let context = app.pipeline.tracing.start(
-        SpanKind::Producer,
-        &trace::extract(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))),
-        || {
-            let attributes = vec![
-                KeyValue::new("messaging.system", "kafka"),
-                KeyValue::new("messaging.destination.name", topic.clone()),
-            ];
-            (format!("{topic} publish"), attributes)
-        },
-    );
-    let carried: Vec<Header> = trace::inject(&context)
-        .into_iter()
-        .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
-        .collect();
-    let span = trace::log_span(trace::LogPath::Produce, &context).unwrap_or_else(tracing::Span::none);
+    let Traced { context, carried, span } = Traced::start(&app, &headers, &topic);
     let split: &Split = &split;
     let run = async {
         let groups = split(&bytes, app.http.max_events_per_request)?;
@@ -206,12 +196,47 @@ async fn serve(
         }
     };
     let response = run.instrument(span).await.unwrap_or_else(IntoResponse::into_response);
-    let span = context.span();
-    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(response.status().as_u16())));
-    if response.status().is_server_error() {
-        span.set_status(opentelemetry::trace::Status::error(response.status().to_string()));
-    }
+    Traced::end(&context, response.status());
     Ok(response)
+}
+
+/// A produce request's trace: its span, the headers that carry it into every record, and the
+/// log span its lines go in.
+pub(super) struct Traced {
+    pub context: opentelemetry::Context,
+    pub carried: Vec<Header>,
+    pub span: tracing::Span,
+}
+
+impl Traced {
+    pub fn start(app: &AppState, headers: &HeaderMap, topic: &str) -> Self {
+        let context = app.pipeline.tracing.start(
+            SpanKind::Producer,
+            &trace::extract(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))),
+            || {
+                let attributes = vec![
+                    KeyValue::new("messaging.system", "kafka"),
+                    KeyValue::new("messaging.destination.name", topic.to_owned()),
+                ];
+                (format!("{topic} publish"), attributes)
+            },
+        );
+        let carried: Vec<Header> = trace::inject(&context)
+            .into_iter()
+            .map(|(key, value)| Header { key: key.to_owned(), value: value.into_bytes() })
+            .collect();
+        let span = trace::log_span(trace::LogPath::Produce, &context).unwrap_or_else(tracing::Span::none);
+        Self { context, carried, span }
+    }
+
+    /// Records the answer's status on the span.
+    pub fn end(context: &opentelemetry::Context, status: StatusCode) {
+        let span = context.span();
+        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+        if status.is_server_error() {
+            span.set_status(opentelemetry::trace::Status::error(status.to_string()));
+        }
+    }
 }
 
 /// Produces without an `Idempotency-Key` (or with one kept by this replica).
@@ -234,7 +259,7 @@ async fn produce_groups(
     }
     let mut all = Vec::new();
     for group in groups {
-        let results = app.pipeline.produce(&group.route, &group.events, context, may_produce).await;
+        let results = app.pipeline.produce(&group.route, &group.events, context, may_produce, &Chosen::default()).await;
         all.push(results.map_err(batch_problem)?);
     }
     Ok(respond(&merge(groups, all)))
@@ -250,7 +275,10 @@ async fn prepare(
     let mut prepared = Vec::with_capacity(groups.len());
     for group in groups {
         prepared.push(
-            app.pipeline.prepare(&group.route, &group.events, context, may_produce).await.map_err(batch_problem)?,
+            app.pipeline
+                .prepare(&group.route, &group.events, context, may_produce, &Chosen::default())
+                .await
+                .map_err(batch_problem)?,
         );
     }
     Ok(prepared)
@@ -310,7 +338,7 @@ fn merge(groups: &[Group<'_>], results: Vec<Vec<EventResult>>) -> Vec<EventResul
     merged
 }
 
-fn batch_problem(error: BatchError) -> Problem {
+pub(super) fn batch_problem(error: BatchError) -> Problem {
     match &error {
         BatchError::Schema { error: registry_error, .. } => {
             let slug = match registry_error {

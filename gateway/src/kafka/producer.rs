@@ -21,6 +21,17 @@ use crate::config::KafkaConfig;
 pub struct Delivered {
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp (ms since the epoch), when the broker's answer has one.
+    pub timestamp_ms: Option<i64>,
+    /// The sizes of the key and value written (`None`: null), when the sender recorded them.
+    pub sizes: Option<(Option<usize>, Option<usize>)>,
+}
+
+impl Delivered {
+    /// The same answer, knowing what was written.
+    pub fn of(self, key: Option<&[u8]>, value: Option<&[u8]>) -> Self {
+        Self { sizes: Some((key.map(<[u8]>::len), value.map(<[u8]>::len))), ..self }
+    }
 }
 
 /// Why a record was not stored.
@@ -132,7 +143,7 @@ impl Producer {
     }
 
     /// Queues one record (`payload: None` is a tombstone; `partition: None` lets the key
-    /// decide); the future resolves once the broker acknowledges (or refuses) it.
+    /// decide; `timestamp_ms: None` is now); the future resolves once the broker acknowledges (or refuses) it.
     pub fn send(
         &self,
         topic: &str,
@@ -140,10 +151,14 @@ impl Producer {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: Option<rdkafka::message::OwnedHeaders>,
+        timestamp_ms: Option<i64>,
     ) -> Result<DeliveryFuture, ProduceError> {
         let mut record = record(topic, key, payload, headers);
         if let Some(partition) = partition {
             record = record.partition(partition);
+        }
+        if let Some(timestamp) = timestamp_ms {
+            record = record.timestamp(timestamp);
         }
         self.inner.send_result(record).map_err(|(error, _)| classify(&error))
     }
@@ -173,6 +188,11 @@ impl Producer {
         timeout: Duration,
     ) -> Result<rdkafka::metadata::Metadata, KafkaError> {
         self.inner.client().fetch_metadata(topic, timeout)
+    }
+
+    /// The cluster's id (blocking: call it off the async runtime).
+    pub fn cluster_id(&self, timeout: Duration) -> Option<String> {
+        self.inner.client().fetch_cluster_id(timeout)
     }
 
     /// Waits (blocking) for queued records to be delivered, at shutdown.
@@ -220,7 +240,12 @@ pub fn record<'a>(
 /// Waits for a queued record's outcome.
 pub async fn delivered(delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
     match delivery.await {
-        Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+        Ok(Ok(d)) => Ok(Delivered {
+            partition: d.partition,
+            offset: d.offset,
+            timestamp_ms: d.timestamp.to_millis(),
+            sizes: None,
+        }),
         Ok(Err((error, _))) => Err(classify(&error)),
         Err(_canceled) => Err(ProduceError::Unavailable("the producer shut down".into())),
     }

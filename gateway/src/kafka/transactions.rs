@@ -212,10 +212,14 @@ impl Transaction {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: Option<rdkafka::message::OwnedHeaders>,
+        timestamp_ms: Option<i64>,
     ) -> Result<DeliveryFuture, ProduceError> {
         let mut record = record(topic, key, payload, headers);
         if let Some(partition) = partition {
             record = record.partition(partition);
+        }
+        if let Some(timestamp) = timestamp_ms {
+            record = record.timestamp(timestamp);
         }
         self.producer().send_result(record).map_err(|(error, _)| classify(&error))
     }

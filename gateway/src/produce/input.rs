@@ -13,24 +13,41 @@ pub const EVENT_ID: &str = "event-id";
 /// One event of a request.
 #[derive(Debug, Clone, Default)]
 pub struct Incoming<'a> {
-    /// The event (a JSON object), or `None` for a tombstone: a record without a value, which
-    /// deletes its key from a compacted topic.
-    pub value: Option<&'a RawValue>,
-    /// The key as given (JSON): a string, or any JSON when the route has a key schema. Without
-    /// it the key comes from the route's `key` pointer.
-    pub key: Option<Cow<'a, RawValue>>,
+    /// The event, or `None` for a tombstone: a record without a value, which deletes its key
+    /// from a compacted topic. JSON text (checked by the caller) except on `bytes` routes, whose
+    /// values are any bytes, written as they are.
+    pub value: Option<Cow<'a, [u8]>>,
+    /// The key as given. Without it the key comes from the route's `key` pointer.
+    pub key: Option<Key<'a>>,
     /// Headers to write besides the gateway's own.
     pub headers: Vec<Header>,
     /// The partition to write to; without it the key decides (murmur2), as Java clients do.
     pub partition: Option<i32>,
     /// The event's id; without it the route's `event_id` pointer, else a new UUIDv7.
     pub event_id: Option<String>,
+    /// The record's timestamp (ms since the epoch); without it, the time it is sent.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A key a request gave.
+#[derive(Debug, Clone)]
+pub enum Key<'a> {
+    /// JSON: a string (written as its UTF-8 text), or any JSON encoded with the key schema.
+    Json(Cow<'a, RawValue>),
+    /// The record's key bytes, written as they are (a binary or JSON-serialized key of the
+    /// Confluent REST API).
+    Bytes(Vec<u8>),
 }
 
 impl<'a> Incoming<'a> {
-    /// A plain event: its value only.
+    /// A plain event: its value (JSON) only.
     pub fn value(value: &'a RawValue) -> Self {
-        Self { value: Some(value), ..Self::default() }
+        Self { value: Some(Cow::Borrowed(value.get().as_bytes())), ..Self::default() }
+    }
+
+    /// A record of a `bytes` route: its value as it is.
+    pub fn bytes(value: &'a [u8]) -> Self {
+        Self { value: Some(Cow::Borrowed(value)), ..Self::default() }
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-pub use self::input::{EVENT_ID, Incoming, new_event_id};
+pub use self::input::{EVENT_ID, Incoming, Key, new_event_id};
 pub use self::results::{EventError, EventErrorKind, EventResult, Outcome, Part};
 use crate::codec::json;
 use crate::config::{Ack, Format};
@@ -72,6 +72,16 @@ struct Work<'a> {
     partition: Option<i32>,
     /// A plugin produced or changed the value, so it must be checked to be JSON.
     from_plugin: bool,
+    /// The timestamp the request gave.
+    timestamp_ms: Option<i64>,
+}
+
+/// Schemas a request chose for its records (the Confluent REST API's `value_schema_id` and the
+/// like), used instead of its route's.
+#[derive(Debug, Clone, Default)]
+pub struct Chosen {
+    pub value: Option<Resolved>,
+    pub key: Option<Resolved>,
 }
 
 /// The schemas a route's records are encoded with.
@@ -147,8 +157,14 @@ pub(crate) async fn write_in(tx: &Transaction, topics: &Topics, batches: &mut [P
     for (batch, prepared) in batches.iter().enumerate() {
         for (index, record) in prepared.records.iter().enumerate() {
             let headers = record.headers.clone();
-            let delivery =
-                tx.send(&record.topic, record.partition, record.key.as_deref(), record.payload.as_deref(), headers)?;
+            let delivery = tx.send(
+                &record.topic,
+                record.partition,
+                record.key.as_deref(),
+                record.payload.as_deref(),
+                headers,
+                record.timestamp_ms,
+            )?;
             pending.push((batch, index, delivery));
         }
     }
@@ -174,6 +190,7 @@ pub(crate) async fn write_in(tx: &Transaction, topics: &Topics, batches: &mut [P
     }
     for (batch, index, delivered) in written {
         let record = &batches[batch].records[index];
+        let delivered = delivered.of(record.key.as_deref(), record.payload.as_deref());
         let written = Written {
             origin: record.origin,
             topic: record.topic.clone(),
@@ -212,6 +229,8 @@ struct Record {
     event_id: String,
     schema_id: Option<u32>,
     dead_letter: Option<(String, String)>,
+    /// The record's timestamp, when the request gave one (else the time it is sent).
+    timestamp_ms: Option<i64>,
 }
 
 impl Pipeline {
@@ -228,8 +247,9 @@ impl Pipeline {
         events: &[Incoming<'_>],
         context: &[Header],
         may_produce: &(dyn Fn(&str) -> bool + Sync),
+        chosen: &Chosen,
     ) -> Result<Vec<EventResult>, BatchError> {
-        let Prepared { mut results, records, .. } = self.prepare(route, events, context, may_produce).await?;
+        let Prepared { mut results, records, .. } = self.prepare(route, events, context, may_produce, chosen).await?;
         if !records.is_empty() {
             self.send(route.ack, records, &mut results)?.await;
         }
@@ -237,20 +257,21 @@ impl Pipeline {
     }
 
     /// Runs a batch through its route's plugins, validates and encodes it: everything short of
-    /// writing. Nothing is sent to Kafka.
+    /// writing. Nothing is sent to Kafka. `chosen` schemas (of the request) replace the route's.
     pub async fn prepare(
         &self,
         route: &Arc<Route>,
         events: &[Incoming<'_>],
         context: &[Header],
         may_produce: &(dyn Fn(&str) -> bool + Sync),
+        chosen: &Chosen,
     ) -> Result<Prepared, BatchError> {
         match self.topics.ensure(&route.topic).await {
             Ok(()) => {}
             Err(ProduceError::UnknownTopic) => return Err(BatchError::TopicMissing(route.topic.clone())),
             Err(other) => return Err(BatchError::Kafka(other)),
         }
-        let primary = self.schemas_for(route).await?;
+        let primary = self.schemas_for(route, chosen).await?;
         let mut others = OtherSchemas::new();
         let mut results = results::Collector::new(route, events.len());
         let mut records = Vec::new();
@@ -259,7 +280,12 @@ impl Pipeline {
         let mut ready = Vec::with_capacity(events.len());
         for (origin, incoming) in events.iter().enumerate() {
             let id = event_id(route, incoming);
-            let key = match incoming.key.as_deref().map(|raw| encode_key(primary.key.as_ref(), raw)).transpose() {
+            let key = match &incoming.key {
+                None => Ok(None),
+                Some(Key::Json(raw)) => encode_key(primary.key.as_ref(), raw).map(Some),
+                Some(Key::Bytes(bytes)) => Ok(Some(bytes.clone())),
+            };
+            let key = match key {
                 Ok(key) => key,
                 Err(error) => {
                     results.fail(origin, error);
@@ -271,7 +297,7 @@ impl Pipeline {
             headers.extend(incoming.headers.iter().filter(|h| h.key != EVENT_ID).cloned());
             input::set_event_id(&mut headers, &id);
             results.set_event_id(origin, id.clone());
-            let Some(value) = incoming.value else {
+            let Some(value) = incoming.value.as_deref() else {
                 // A tombstone: no value to check, and nothing for plugins to see.
                 let Some(key) = key else {
                     let error = EventError::new(EventErrorKind::MissingKey, "a tombstone (value null) needs a key");
@@ -288,17 +314,19 @@ impl Pipeline {
                     event_id: id,
                     schema_id: None,
                     dead_letter: None,
+                    timestamp_ms: incoming.timestamp_ms,
                 });
                 continue;
             };
             ready.push(Work {
                 origin,
                 route: route.clone(),
-                value: Cow::Borrowed(value.get().as_bytes()),
+                value: Cow::Borrowed(value),
                 key,
                 headers,
                 partition: incoming.partition,
                 from_plugin: false,
+                timestamp_ms: incoming.timestamp_ms,
             });
         }
 
@@ -378,8 +406,11 @@ impl Pipeline {
 
     /// The schemas a route encodes with: its value's (`None` for schemaless routes) and its
     /// key's (when it has `key_format`).
-    async fn schemas_for(&self, route: &Route) -> Result<Schemas, BatchError> {
-        let value = if route.format == Format::Json {
+    async fn schemas_for(&self, route: &Route, chosen: &Chosen) -> Result<Schemas, BatchError> {
+        let value = if let Some(resolved) = &chosen.value {
+            check_format(route.format, &route.subject, route.message.as_deref(), resolved)?;
+            Some(resolved.clone())
+        } else if matches!(route.format, Format::Json | Format::Bytes) {
             None
         } else {
             let resolved = self
@@ -390,9 +421,10 @@ impl Pipeline {
             check_format(route.format, &route.subject, route.message.as_deref(), &resolved)?;
             Some(resolved)
         };
-        let key = match &route.key_schema {
-            None => None,
-            Some((format, subject)) => {
+        let key = match (&chosen.key, &route.key_schema) {
+            (Some(resolved), _) => Some(resolved.clone()),
+            (None, None) => None,
+            (None, Some((format, subject))) => {
                 let resolved = self
                     .schemas
                     .resolve(subject, crate::registry::VersionSpec::Latest)
@@ -408,11 +440,15 @@ impl Pipeline {
     async fn run_plugins<'a>(&self, route: &Arc<Route>, ready: Vec<Work<'a>>) -> (Vec<Work<'a>>, Vec<(usize, Stop)>) {
         let now = crate::telemetry::now_ms();
         let mut partitions = HashMap::new();
+        let mut timestamps = HashMap::new();
         let items = ready
             .into_iter()
             .map(|work| {
                 if let Some(partition) = work.partition {
                     partitions.insert(work.origin, partition);
+                }
+                if let Some(timestamp) = work.timestamp_ms {
+                    timestamps.insert(work.origin, timestamp);
                 }
                 Item {
                     origin: work.origin,
@@ -422,7 +458,7 @@ impl Pipeline {
                         key: work.key,
                         value: work.value.into_owned(),
                         headers: work.headers,
-                        timestamp_ms: now,
+                        timestamp_ms: work.timestamp_ms.unwrap_or(now),
                     },
                 }
             })
@@ -447,6 +483,8 @@ impl Pipeline {
                     headers: item.event.headers,
                     partition,
                     from_plugin: true,
+                    // The request's timestamp holds for every record made from its event.
+                    timestamp_ms: timestamps.get(&item.origin).copied(),
                 }
             })
             .collect();
@@ -469,7 +507,7 @@ impl Pipeline {
                 if !schemas.contains_key(&route.topic) {
                     let found = match self.topics.ensure(&route.topic).await {
                         Err(error) => Err(EventError::from(error)),
-                        Ok(()) => self.schemas_for(&route).await.map_err(|error| match error {
+                        Ok(()) => self.schemas_for(&route, &Chosen::default()).await.map_err(|error| match error {
                             BatchError::Kafka(kafka) => EventError::from(kafka),
                             other => EventError::new(EventErrorKind::SchemaUnavailable, other.to_string()),
                         }),
@@ -482,10 +520,18 @@ impl Pipeline {
                 }
             }
         };
-        let text = std::str::from_utf8(&work.value).map_err(|_| {
-            fail(EventError::new(EventErrorKind::InvalidPluginOutput, "a plugin produced a value that is not UTF-8"))
-        })?;
-        let (key, payload) = encode_value(&route, schemas, text, work.key, work.from_plugin).map_err(fail)?;
+        let (key, payload) = if route.format == Format::Bytes {
+            // Written as it is, by request or plugin; the key is the one given, if any.
+            (work.key, work.value.into_owned())
+        } else {
+            let text = std::str::from_utf8(&work.value).map_err(|_| {
+                fail(EventError::new(
+                    EventErrorKind::InvalidPluginOutput,
+                    "a plugin produced a value that is not UTF-8",
+                ))
+            })?;
+            encode_value(&route, schemas, text, work.key, work.from_plugin).map_err(fail)?
+        };
         // A plugin may have dropped the header, or fanned one event out into several.
         let mut headers = work.headers;
         let event_id = match input::event_id_of(&headers) {
@@ -506,6 +552,7 @@ impl Pipeline {
             event_id,
             schema_id: schemas.value.as_ref().map(|s| s.id),
             dead_letter: None,
+            timestamp_ms: work.timestamp_ms,
         })
     }
 
@@ -519,9 +566,21 @@ impl Pipeline {
         let permit = self.producer.reserve(records.len()).map_err(BatchError::Kafka)?;
         let mut pending = Vec::with_capacity(records.len());
         for record in records {
-            let Record { origin, topic, partition, key, payload, headers, event_id, schema_id, dead_letter } = record;
-            match self.producer.send(&topic, partition, key.as_deref(), payload.as_deref(), headers) {
-                Ok(delivery) => pending.push((origin, topic, schema_id, event_id, dead_letter, delivery)),
+            let Record {
+                origin,
+                topic,
+                partition,
+                key,
+                payload,
+                headers,
+                event_id,
+                schema_id,
+                dead_letter,
+                timestamp_ms,
+            } = record;
+            let sizes = (key.as_ref().map(Vec::len), payload.as_ref().map(Vec::len));
+            match self.producer.send(&topic, partition, key.as_deref(), payload.as_deref(), headers, timestamp_ms) {
+                Ok(delivery) => pending.push((origin, topic, schema_id, event_id, dead_letter, (delivery, sizes))),
                 Err(error) => {
                     results.part(origin, &topic, schema_id, Some(event_id), results::PartOutcome::Failed(error.into()))
                 }
@@ -534,8 +593,12 @@ impl Pipeline {
                     // awaiting them together, and costs a fraction of `join_all`'s bookkeeping
                     // (most answers are in by the time the first one is).
                     let mut answers = Vec::with_capacity(pending.len());
-                    for (origin, topic, schema_id, event_id, dead_letter, delivery) in pending {
-                        let answer = self.producer.delivered(delivery).await;
+                    for (origin, topic, schema_id, event_id, dead_letter, (delivery, sizes)) in pending {
+                        let answer = self
+                            .producer
+                            .delivered(delivery)
+                            .await
+                            .map(|delivered| crate::kafka::producer::Delivered { sizes: Some(sizes), ..delivered });
                         answers.push((origin, topic, schema_id, event_id, dead_letter, answer));
                     }
                     drop(permit);
@@ -570,7 +633,7 @@ impl Pipeline {
                     // In the request's log span: a lost event's log line carries its trace id.
                     let waiting = async move {
                         let _permit = permit;
-                        for (origin, topic, _, event_id, _, delivery) in pending {
+                        for (origin, topic, _, event_id, _, (delivery, _)) in pending {
                             if let Err(error) = producer.delivered(delivery).await {
                                 tracing::error!(topic, index = origin, event_id, error = %error, "fire-and-forget event was not stored");
                             }
@@ -614,13 +677,14 @@ fn dead_letter(
         ));
     };
     // Plugins only see events with a value.
-    let value = original.event.value.map_or("null", RawValue::get);
-    let key = match original.event.key.as_deref() {
-        Some(raw) => encode_key(original.key_schema, raw).ok(),
-        None => route
-            .key
-            .as_ref()
-            .and_then(|pointer| json::parse(value).ok().and_then(|event| extract_key(&event, pointer).ok())),
+    let value = original.event.value.as_deref().unwrap_or_default();
+    let key = match &original.event.key {
+        Some(Key::Json(raw)) => encode_key(original.key_schema, raw).ok(),
+        Some(Key::Bytes(bytes)) => Some(bytes.clone()),
+        None => route.key.as_ref().and_then(|pointer| {
+            let text = std::str::from_utf8(value).ok()?;
+            json::parse(text).ok().and_then(|event| extract_key(&event, pointer).ok())
+        }),
     };
     let why = DeadLetter { reason, original_topic: &route.topic, plugin: Some(plugin), ..DeadLetter::default() };
     let mut carried: Vec<Header> = context.iter().chain(&original.event.headers).cloned().collect();
@@ -631,11 +695,12 @@ fn dead_letter(
         topic: topic.clone(),
         partition: None,
         key,
-        payload: Some(value.as_bytes().to_vec()),
+        payload: Some(value.to_vec()),
         headers: Some(headers),
         event_id: original.id.to_owned(),
         schema_id: None,
         dead_letter: Some((plugin.to_owned(), reason.to_owned())),
+        timestamp_ms: None,
     })
 }
 
@@ -645,7 +710,7 @@ fn check_format(format: Format, subject: &str, message: Option<&str>, resolved: 
         Format::Avro => crate::codec::SchemaType::Avro,
         Format::JsonSchema => crate::codec::SchemaType::Json,
         Format::Protobuf => crate::codec::SchemaType::Protobuf,
-        Format::Json => return Ok(()),
+        Format::Json | Format::Bytes => return Ok(()),
     };
     let actual = resolved.codec.schema_type();
     if let crate::codec::Codec::Protobuf(codec) = &*resolved.codec
@@ -675,8 +740,9 @@ fn event_id(route: &Route, incoming: &Incoming<'_>) -> String {
     if let Some(id) = incoming.event_id.as_deref().or_else(|| input::event_id_of(&incoming.headers)) {
         return id.to_owned();
     }
-    if let (Some(pointer), Some(value)) = (&route.event_id, incoming.value)
-        && let Ok(event) = json::parse(value.get())
+    if let (Some(pointer), Some(value)) = (&route.event_id, incoming.value.as_deref())
+        && let Ok(text) = std::str::from_utf8(value)
+        && let Ok(event) = json::parse(text)
         && let Ok(id) = extract_key(&event, pointer)
         && let Ok(id) = String::from_utf8(id)
     {

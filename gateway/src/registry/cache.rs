@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Registry, RegistryError, SubjectVersion, VersionSpec};
+use super::{Registry, RegistryError, Schema, SubjectVersion, VersionSpec};
 use crate::codec::Codec;
 
 /// A route's schema, ready to encode with.
@@ -36,11 +36,64 @@ pub struct SchemaCache {
     ttl: Duration,
     codecs: Mutex<HashMap<u32, Arc<Codec>>>,
     subjects: Mutex<HashMap<(String, VersionSpec), Known>>,
+    /// Schemas requests chose: (subject, id) → version, for ids found under the subject.
+    chosen: Mutex<HashMap<(String, u32), u32>>,
+    /// Schema texts requests gave: (subject, text) → id, once registered.
+    texts: Mutex<HashMap<(String, Schema), u32>>,
 }
+
+/// How many chosen schemas (and schema texts) are remembered; past it they are forgotten all at
+/// once and looked up again. Clients choose schemas, so the maps must be bounded.
+const MAX_CHOSEN: usize = 1000;
 
 impl SchemaCache {
     pub fn new(registry: Registry, ttl: Duration) -> Self {
-        Self { registry, ttl, codecs: Mutex::default(), subjects: Mutex::default() }
+        Self {
+            registry,
+            ttl,
+            codecs: Mutex::default(),
+            subjects: Mutex::default(),
+            chosen: Mutex::default(),
+            texts: Mutex::default(),
+        }
+    }
+
+    /// A schema a request chose by id for `subject` (the Confluent REST API's
+    /// `value_schema_id`): one of the subject's versions, else `SchemaNotFound`; records of a
+    /// topic stay readable as the topic's subject.
+    pub async fn chosen_by_id(&self, subject: &str, id: u32) -> Result<Resolved, RegistryError> {
+        let key = (subject.to_owned(), id);
+        let known = lock(&self.chosen).get(&key).copied();
+        let version = match known {
+            Some(version) => version,
+            None => {
+                let pairs = self.registry.versions_of_id(id).await?;
+                let Some((_, version)) = pairs.into_iter().find(|(s, _)| s == subject) else {
+                    return Err(RegistryError::SchemaNotFound(id));
+                };
+                remember_bounded(&self.chosen, key, version);
+                version
+            }
+        };
+        let codec = self.by_id(id).await?;
+        Ok(Resolved { id, version, codec })
+    }
+
+    /// A schema a request gave as text for `subject` (the Confluent REST API's `value_schema`):
+    /// registered under it (the registry's compatibility rules decide; an identical schema keeps
+    /// its id), then used like one chosen by id.
+    pub async fn chosen_by_text(&self, subject: &str, schema: Schema) -> Result<Resolved, RegistryError> {
+        let key = (subject.to_owned(), schema);
+        let known = lock(&self.texts).get(&key).copied();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let id = self.registry.register(subject, key.1.clone()).await?;
+                remember_bounded(&self.texts, key, id);
+                id
+            }
+        };
+        self.chosen_by_id(subject, id).await
     }
 
     pub fn registry(&self) -> &Registry {
@@ -138,6 +191,14 @@ impl SchemaCache {
         lock(&self.codecs).insert(id, codec.clone());
         Ok(Resolved { id, version, codec })
     }
+}
+
+fn remember_bounded<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut map = lock(map);
+    if map.len() >= MAX_CHOSEN {
+        map.clear();
+    }
+    map.insert(key, value);
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -57,6 +57,22 @@ impl RemoteRegistry {
         .await
     }
 
+    /// `GET /schemas/ids/{id}/versions`: the (subject, version) pairs that use schema `id`.
+    pub async fn versions_of_id(&self, id: u32) -> Result<Vec<(String, u32)>, RegistryError> {
+        #[derive(Deserialize)]
+        struct Pair {
+            subject: String,
+            version: u32,
+        }
+        let pairs: Vec<Pair> = self
+            .call(Method::GET, &["schemas", "ids", &id.to_string(), "versions"], None, |code| match code {
+                40403 => Some(RegistryError::SchemaNotFound(id)),
+                _ => None,
+            })
+            .await?;
+        Ok(pairs.into_iter().map(|p| (p.subject, p.version)).collect())
+    }
+
     /// `GET /subjects/{subject}/versions/{version}`
     pub async fn subject_version(&self, subject: &str, version: VersionSpec) -> Result<SubjectVersion, RegistryError> {
         self.call(Method::GET, &["subjects", subject, "versions", &version.to_string()], None, |code| match code {

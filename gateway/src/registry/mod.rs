@@ -37,6 +37,16 @@ impl Registry {
         }
     }
 
+    /// The (subject, version) pairs that use schema `id`.
+    pub async fn versions_of_id(&self, id: u32) -> Result<Vec<(String, u32)>, RegistryError> {
+        match self {
+            Registry::Remote(remote) => remote.versions_of_id(id).await,
+            Registry::Embedded(embedded) => {
+                embedded.versions_of_id(id, false).map_err(|_| RegistryError::SchemaNotFound(id))
+            }
+        }
+    }
+
     pub async fn register(&self, subject: &str, schema: Schema) -> Result<u32, RegistryError> {
         match self {
             Registry::Remote(remote) => remote.register(subject, &schema).await,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::SchemaType;
 
 /// A schema as stored under an id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Schema {
     pub schema: String,
@@ -17,7 +17,7 @@ pub struct Schema {
 }
 
 /// A named type defined under another subject (Avro schema references).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reference {
     pub name: String,
     pub subject: String,

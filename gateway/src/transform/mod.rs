@@ -356,7 +356,7 @@ impl Worker {
             });
             events.push(Incoming { event_id: event_id.map(str::to_owned), ..Incoming::value(value) });
         }
-        let prepared = self.pipeline.prepare(&self.route, &events, &[], &|_| true).await?;
+        let prepared = self.pipeline.prepare(&self.route, &events, &[], &|_| true, &Default::default()).await?;
         for (index, error) in prepared.refusals() {
             if error.kind.is_retriable() {
                 return Err(BatchFailed::Kafka(error.message));
@@ -447,8 +447,8 @@ impl Worker {
                 .unwrap_or_default();
             let headers = why.headers(original);
             let delivery = match tx {
-                Some(tx) => tx.send(topic, None, record.key(), record.payload(), Some(headers)),
-                None => self.pipeline.producer.send(topic, None, record.key(), record.payload(), Some(headers)),
+                Some(tx) => tx.send(topic, None, record.key(), record.payload(), Some(headers), None),
+                None => self.pipeline.producer.send(topic, None, record.key(), record.payload(), Some(headers), None),
             }
             .map_err(kafka)?;
             pending.push(delivery);

@@ -238,7 +238,7 @@ pub async fn read_cloudevents(
 
 /// Runs a script of `tests/python` in the harness's venv and parses the JSON line it prints per
 /// record.
-async fn python_lines(script: &str, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+pub async fn python_lines(script: &str, args: &[&str]) -> anyhow::Result<Vec<Value>> {
     let python = python().await?;
     let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut command = Command::new(python);

@@ -365,7 +365,7 @@ impl Claims {
     async fn send(&self, tx: &Transaction, partition: i32, key: &[u8; 32], record: &Record) -> Result<i64, String> {
         let value = serde_json::to_vec(record).map_err(|e| e.to_string())?;
         let delivery =
-            tx.send(&self.topic, Some(partition), Some(key), Some(&value), None).map_err(|e| e.to_string())?;
+            tx.send(&self.topic, Some(partition), Some(key), Some(&value), None, None).map_err(|e| e.to_string())?;
         tx.delivered(delivery).await.map(|d| d.offset).map_err(|e| e.to_string())
     }
 
