@@ -156,6 +156,7 @@ fn config(bootstrap_servers: String, listen: SocketAddr, registry: RegistryConfi
             delivery_timeout_ms: 10_000,
             max_in_flight_events: 100_000,
             compression: Default::default(),
+            topic_checks: Default::default(),
             librdkafka: Default::default(),
         },
         registry,
@@ -203,6 +204,7 @@ pub(crate) fn example_route(name: &str, format: Format, key: &str) -> TopicConfi
         plugins: Vec::new(),
         on_plugin_error: Default::default(),
         dead_letter_topic: None,
+        create: None,
     }
 }
 

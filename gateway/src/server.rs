@@ -244,6 +244,17 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             config.registry.auth.clone(),
         )?)
     };
+    // Routes' topics as declared: created, or checked (refusing to start on a finding unless
+    // `kafka.topic_checks = "warn"`). Without declarations, a cluster that cannot be asked yet
+    // is checked on first use instead.
+    let declared = config.topics.iter().any(|t| t.create.is_some());
+    match crate::kafka::manage::prepare(&client_config(&config.kafka), &config.topics, config.kafka.topic_checks).await
+    {
+        Ok(_) => {}
+        Err(error @ crate::kafka::manage::ManageError::Refused(_)) => return Err(error.into()),
+        Err(error) if declared => return Err(error.into()),
+        Err(error) => tracing::warn!(error = %error, "cannot check the routed topics' settings yet"),
+    }
     let topics = Arc::new(Topics::new(producer.clone(), TOPIC_RECHECK));
     // Patterns name no topic of their own; the topics they match are checked on first use.
     let names: Vec<String> =

@@ -55,6 +55,10 @@ pub struct Kafka {
     /// `None` for a broker that the harness did not start
     /// (`SLUICE_TEST_KAFKA`).
     broker: Option<Broker>,
+    /// The other nodes of a cluster from [`Kafka::start_cluster`], held so that they run (and
+    /// are killed and removed) with this one.
+    #[allow(dead_code)]
+    others: Vec<Broker>,
 }
 
 #[derive(Debug)]
@@ -141,7 +145,56 @@ impl Kafka {
             Secured::Sasl => Some(format!("127.0.0.1:{secured_port}")),
             Secured::Tls(_) => Some(format!("localhost:{secured_port}")),
         };
-        Ok(Self { bootstrap, secured_bootstrap, broker: Some(broker) })
+        Ok(Self { bootstrap, secured_bootstrap, broker: Some(broker), others: Vec::new() })
+    }
+
+    /// Starts a cluster of `nodes` KRaft nodes (each broker and controller, a static quorum of
+    /// all of them) on free ports, and returns once every node answers as the cluster. For tests
+    /// that need several brokers (replication, `min.insync.replicas`); [`Kafka::stop`] and the
+    /// other lifecycle calls act on the first node only.
+    pub async fn start_cluster(nodes: usize) -> anyhow::Result<Self> {
+        process::retry_if_port_taken("a Kafka cluster", async || Self::start_cluster_once(nodes).await).await
+    }
+
+    async fn start_cluster_once(nodes: usize) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let lib = tokio::task::spawn_blocking(assemble).await??;
+        let cluster_id = new_cluster_id();
+        let mut ports = Vec::with_capacity(nodes);
+        for _ in 0..nodes {
+            let [port, controller_port] = process::free_ports()?;
+            ports.push((port, controller_port));
+        }
+        let voters: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1)).collect();
+        let quorum = format!("controller.quorum.voters={}", voters.join(","));
+        let mut brokers = Vec::with_capacity(nodes);
+        for (i, (port, controller_port)) in ports.iter().enumerate() {
+            let dir = process::scratch_dir("kafka")?;
+            let data = dir.path().join("data");
+            let properties = server_properties(*port, *controller_port, (0, &Secured::None), &data)
+                .replace("node.id=1\n", &format!("node.id={}\n", i + 1))
+                .replace(&format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}"), &quorum);
+            std::fs::write(dir.path().join("server.properties"), properties)?;
+            std::fs::write(dir.path().join("log4j2.properties"), LOG4J2_PROPERTIES)?;
+            let mut format = java(&lib, dir.path(), "kafka.tools.StorageTool");
+            format.args(["format", "--cluster-id", &cluster_id, "--config", "server.properties"]);
+            tokio::task::spawn_blocking(move || process::run("Kafka's StorageTool format", format)).await??;
+            brokers.push(Broker { process: None, lib: lib.clone(), cluster_id: cluster_id.clone(), dir });
+        }
+        // A node becomes ready only once a majority of the quorum runs: start them together.
+        let launches = brokers
+            .iter_mut()
+            .zip(&ports)
+            .map(|(broker, (port, _))| async move { broker.launch(&format!("127.0.0.1:{port}")).await });
+        for launched in futures::future::join_all(launches).await {
+            launched?;
+        }
+        let bootstrap = ports.iter().map(|(port, _)| format!("127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
+        eprintln!("sluice-tests: a Kafka cluster of {nodes} at {bootstrap} ready in {:.1?}", started.elapsed());
+        let mut brokers = brokers.into_iter();
+        let first = brokers.next();
+        Ok(Self { bootstrap, secured_bootstrap: None, broker: first, others: brokers.collect() })
     }
 
     /// The broker of this test process, started on first use; or the one at
@@ -169,7 +222,7 @@ impl Kafka {
         tokio::task::spawn_blocking(move || check_metadata(&probe, None))
             .await?
             .with_context(|| format!("SLUICE_TEST_KAFKA={bootstrap} does not answer"))?;
-        Ok(Self { bootstrap, secured_bootstrap: None, broker: None })
+        Ok(Self { bootstrap, secured_bootstrap: None, broker: None, others: Vec::new() })
     }
 
     /// The `bootstrap.servers` value for clients.

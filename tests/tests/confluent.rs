@@ -174,9 +174,21 @@ async fn v2_avro_schemas_by_text_and_by_id_read_back_through_the_registry() -> a
         let answer = post(&env, &format!("/topics/{keyed}"), content_type, body).await?;
         assert_eq!(answer.status, StatusCode::OK, "{kind:?}: {}", answer.body);
         let key_id = answer.body["key_schema_id"].as_u64().expect("the key schema's id");
-        let records = read_records(&env.bootstrap, &keyed, &env.registry_url, 1).await?;
+        let user_id = answer.body["value_schema_id"].as_u64().expect("the value schema's id");
+        // Both by id.
+        let body = format!(
+            r#"{{"key_schema_id": {key_id}, "value_schema_id": {user_id}, "records": [{{"key": 2, "value": {{"name": "second"}}}}]}}"#
+        );
+        let answer = post(&env, &format!("/topics/{keyed}"), content_type, &body).await?;
+        assert_eq!(answer.status, StatusCode::OK, "{kind:?}: {}", answer.body);
+        assert_eq!(
+            (answer.body["key_schema_id"].as_u64(), answer.body["value_schema_id"].as_u64()),
+            (Some(key_id), Some(user_id))
+        );
+        let records = read_records(&env.bootstrap, &keyed, &env.registry_url, 2).await?;
         assert_eq!((&records[0]["key"], records[0]["key_schema_id"].as_u64()), (&json!(1), Some(key_id)));
         assert_eq!(records[0]["value"], json!({"name": "testUser"}));
+        assert_eq!((&records[1]["key"], &records[1]["value"]), (&json!(2), &json!({"name": "second"})));
 
         // A record that does not fit: nothing is written, and the error names it.
         let body = r#"{"value_schema": "{\"type\": \"record\", \"name\": \"User\", \"fields\": [{\"name\": \"name\", \"type\": \"string\"}]}", "records": [{"value": {"name": "ok"}}, {"value": {"name": 7}}]}"#;
@@ -201,7 +213,8 @@ async fn v2_avro_schemas_by_text_and_by_id_read_back_through_the_registry() -> a
         );
         assert_eq!(
             sluice_tests::read_to_end(&env.bootstrap, &keyed, sluice_tests::Isolation::ReadCommitted).await?.len(),
-            1
+            2,
+            "the refused requests wrote nothing"
         );
         env.gateway.stop().await?;
     }

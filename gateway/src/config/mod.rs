@@ -679,6 +679,10 @@ pub struct KafkaConfig {
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd` (default).
     #[serde(default)]
     pub compression: Compression,
+    /// When a route's topic is not as it should be at start-up (see [`TopicChecks`]): `refuse`
+    /// (default) or `warn`.
+    #[serde(default)]
+    pub topic_checks: TopicChecks,
     /// Extra librdkafka properties, passed through as they are. Keys that Sluice sets from typed
     /// fields or that would break its guarantees (`acks`, `enable.idempotence`, …) are refused.
     #[serde(default)]
@@ -935,6 +939,40 @@ pub struct TopicConfig {
     pub on_plugin_error: OnPluginError,
     /// Where dead-lettered events go (required for `dead-letter` decisions to succeed).
     pub dead_letter_topic: Option<String>,
+    /// `[topics.create]`: the topic as it should be. Sluice creates it at start when it is
+    /// missing and checks it when it exists (see [`TopicChecks`]). Not for pattern routes.
+    pub create: Option<CreateTopic>,
+}
+
+/// `[topics.create]`: a route's topic as declared.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    /// Partitions. Required: the key → partition mapping depends on it, so it is declared, not
+    /// defaulted.
+    pub partitions: i32,
+    /// Replicas of each partition. Default: 3, or the number of brokers when fewer.
+    pub replication_factor: Option<i16>,
+    /// `min.insync.replicas`. Default: 2 when the cluster has 3 or more brokers, else the
+    /// broker's default.
+    pub min_insync_replicas: Option<i32>,
+    /// `retention.ms` (`-1`: forever). Default: the broker's.
+    pub retention_ms: Option<i64>,
+    /// `cleanup.policy`: `delete`, `compact` or `compact,delete`. Default: the broker's.
+    pub cleanup_policy: Option<String>,
+}
+
+/// What start-up does when a route's topic is not as it should be: its partition count differs
+/// from `[topics.create]`'s, or its `min.insync.replicas` is below 2 on a cluster of 3 or more
+/// brokers (where one broker down would otherwise lose acknowledged writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopicChecks {
+    /// Refuse to start, saying why (default).
+    #[default]
+    Refuse,
+    /// Log a warning and start.
+    Warn,
 }
 
 /// What a route does when a plugin fails.

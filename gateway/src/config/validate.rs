@@ -281,6 +281,35 @@ pub(super) fn topics(topics: &[TopicConfig], problems: &mut Vec<Problem>) {
                 problems.push(Problem::new(at(field), why));
             }
         }
+        if let Some(create) = &topic.create {
+            if crate::route::is_pattern(&topic.name) {
+                problems.push(Problem::new(at("create"), "a pattern route names no topic to create"));
+            }
+            if create.partitions < 1 {
+                problems.push(Problem::new(at("create.partitions"), "must be at least 1"));
+            }
+            if create.replication_factor.is_some_and(|r| r < 1) {
+                problems.push(Problem::new(at("create.replication_factor"), "must be at least 1"));
+            }
+            match (create.min_insync_replicas, create.replication_factor) {
+                (Some(min), _) if min < 1 => {
+                    problems.push(Problem::new(at("create.min_insync_replicas"), "must be at least 1"))
+                }
+                (Some(min), Some(replicas)) if min > i32::from(replicas) => problems.push(Problem::new(
+                    at("create.min_insync_replicas"),
+                    format!("{min} is more than the replication factor ({replicas}): no write could succeed"),
+                )),
+                _ => {}
+            }
+            if create.retention_ms.is_some_and(|ms| ms < -1) {
+                problems.push(Problem::new(at("create.retention_ms"), "must be -1 (forever) or more"));
+            }
+            if let Some(policy) = &create.cleanup_policy
+                && !["delete", "compact", "compact,delete", "delete,compact"].contains(&policy.as_str())
+            {
+                problems.push(Problem::new(at("create.cleanup_policy"), "is delete, compact or compact,delete"));
+            }
+        }
         if matches!(topic.key_format, Some(Format::Json | Format::Bytes)) {
             problems.push(Problem::new(
                 at("key_format"),

@@ -5,6 +5,7 @@ pub mod dead_letter;
 pub mod groups;
 pub mod health;
 pub mod log;
+pub mod manage;
 pub mod producer;
 pub mod topics;
 pub mod transactions;
