@@ -39,6 +39,16 @@ pub enum Key<'a> {
     Bytes(Vec<u8>),
 }
 
+impl Key<'_> {
+    /// The same key, owning its bytes.
+    pub fn into_owned(self) -> Key<'static> {
+        match self {
+            Key::Json(raw) => Key::Json(Cow::Owned(raw.into_owned())),
+            Key::Bytes(bytes) => Key::Bytes(bytes),
+        }
+    }
+}
+
 impl<'a> Incoming<'a> {
     /// A plain event: its value (JSON) only.
     pub fn value(value: &'a RawValue) -> Self {

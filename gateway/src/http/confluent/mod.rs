@@ -118,6 +118,12 @@ impl From<Problem> for ConfluentError {
     }
 }
 
+impl From<crate::auth::AuthError> for ConfluentError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        Problem::from(error).into()
+    }
+}
+
 impl IntoResponse for ConfluentError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();

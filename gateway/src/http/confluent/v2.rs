@@ -123,9 +123,7 @@ async fn serve(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ConfluentError> {
-    principal
-        .require(Permission::Produce(&topic))
-        .map_err(|e| ConfluentError::from(crate::http::problem::Problem::from(e)))?;
+    principal.require(Permission::Produce(&topic))?;
     let route = app.routes.get(&topic).ok_or_else(|| ConfluentError::topic_not_found(&topic))?;
     let embedded = embedded_format(&headers)?;
     if !embedded.suits(&route) {

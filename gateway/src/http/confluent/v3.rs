@@ -79,20 +79,12 @@ struct Data {
 
 /// A record turned into what the pipeline takes, with the schemas it chose.
 struct Converted {
-    value: Option<Vec<u8>>,
-    key: Option<Key>,
-    headers: Vec<Header>,
-    partition: Option<i32>,
-    timestamp_ms: Option<i64>,
+    /// Taken by the pipeline when the record's run is produced.
+    incoming: Incoming<'static>,
     /// The key's and the value's.
     chosen: (Option<Choice>, Option<Choice>),
     /// The `type` to report for the key and the value (when the record had them).
     types: (Option<Embedded>, Option<Embedded>),
-}
-
-enum Key {
-    Bytes(Vec<u8>),
-    Json(Box<RawValue>),
 }
 
 /// A schema a record chose, and its language.
@@ -134,9 +126,7 @@ fn start(
     topic: &str,
     headers: &HeaderMap,
 ) -> Result<Arc<Route>, ConfluentError> {
-    principal
-        .require(Permission::Produce(topic))
-        .map_err(|e| ConfluentError::from(crate::http::problem::Problem::from(e)))?;
+    principal.require(Permission::Produce(topic))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let mut parts = content_type.split(';');
     let json = parts.next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
@@ -241,24 +231,12 @@ impl Stream {
         if run.is_empty() {
             return true;
         }
-        let batch = std::mem::take(run);
+        let mut batch = std::mem::take(run);
         let reports = match self.chosen(&batch[0].chosen).await {
             Err(error) => vec![serde_json::to_value(&error).unwrap_or_default(); batch.len()],
             Ok(chosen) => {
-                let events: Vec<Incoming<'_>> = batch
-                    .iter()
-                    .map(|c| Incoming {
-                        value: c.value.as_deref().map(std::borrow::Cow::Borrowed),
-                        key: c.key.as_ref().map(|k| match k {
-                            Key::Bytes(bytes) => crate::produce::Key::Bytes(bytes.clone()),
-                            Key::Json(raw) => crate::produce::Key::Json(std::borrow::Cow::Borrowed(&**raw)),
-                        }),
-                        headers: c.headers.clone(),
-                        partition: c.partition,
-                        event_id: None,
-                        timestamp_ms: c.timestamp_ms,
-                    })
-                    .collect();
+                let events: Vec<Incoming<'static>> =
+                    batch.iter_mut().map(|c| std::mem::take(&mut c.incoming)).collect();
                 let may_produce = |topic: &str| self.principal.allows(Permission::Produce(topic));
                 let produced =
                     self.app.pipeline.produce(&self.route, &events, &self.traced.carried, &may_produce, &chosen).await;
@@ -450,23 +428,13 @@ fn convert(route: &Route, record: ProduceRecord) -> Result<Converted, ConfluentE
         None => (None, None, None),
         Some(data) => {
             let (embedded, choice) = data_format(route, data, true).map_err(bad)?;
-            let key = match embedded.key(data.data.as_deref()).map_err(bad)? {
-                None => None,
-                Some(crate::produce::Key::Bytes(bytes)) => Some(Key::Bytes(bytes)),
-                Some(crate::produce::Key::Json(raw)) => Some(Key::Json(raw.into_owned())),
-            };
+            let key = embedded.key(data.data.as_deref()).map_err(bad)?.map(crate::produce::Key::into_owned);
             (key, Some(embedded), with_type(embedded, choice))
         }
     };
-    Ok(Converted {
-        value,
-        key,
-        headers,
-        partition: record.partition_id,
-        timestamp_ms,
-        chosen: (key_choice, value_choice),
-        types: (key_type, value_type),
-    })
+    let value = value.map(std::borrow::Cow::Owned);
+    let incoming = Incoming { value, key, headers, partition: record.partition_id, event_id: None, timestamp_ms };
+    Ok(Converted { incoming, chosen: (key_choice, value_choice), types: (key_type, value_type) })
 }
 
 fn with_type(embedded: Embedded, choice: Option<SchemaChoice>) -> Option<Choice> {
@@ -544,8 +512,8 @@ pub(super) fn fuzz(data: &[u8]) {
                 let mut route = Route::unrouted("t");
                 route.format = format;
                 if let Ok(converted) = convert(&route, record.clone()) {
-                    assert!(converted.partition.is_none_or(|p| p >= 0));
-                    if let Some(Key::Json(raw)) = &converted.key {
+                    assert!(converted.incoming.partition.is_none_or(|p| p >= 0));
+                    if let Some(crate::produce::Key::Json(raw)) = &converted.incoming.key {
                         assert!(serde_json::from_str::<&RawValue>(raw.get()).is_ok());
                     }
                 }
@@ -593,11 +561,11 @@ mod tests {
         )
         .ok()
         .unwrap();
-        assert_eq!(converted.partition, Some(1));
-        assert_eq!(converted.headers[0].value, b"Header-1");
-        assert!(matches!(converted.key, Some(Key::Bytes(ref k)) if k == b"o-1"));
+        assert_eq!(converted.incoming.partition, Some(1));
+        assert_eq!(converted.incoming.headers[0].value, b"Header-1");
+        assert!(matches!(converted.incoming.key, Some(crate::produce::Key::Bytes(ref k)) if k == b"o-1"));
         assert_eq!(converted.chosen, (None, Some((SchemaType::Avro, SchemaChoice::Id(3)))));
-        assert_eq!(converted.timestamp_ms, Some(1_612_552_482_000));
+        assert_eq!(converted.incoming.timestamp_ms, Some(1_612_552_482_000));
         assert_eq!(converted.types, (Some(Embedded::String), Some(Embedded::Avro)));
         for refused in [
             r#"{"value":{"type":"JSON","data":{}}}"#,
